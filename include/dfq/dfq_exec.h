@@ -1,0 +1,50 @@
+/* dfq_exec.h - running a finalized graph on float32 NCHW batches.
+ *
+ * The executor walks g->nodes in (topological) order, asks each op for its
+ * output shapes, allocates them, runs the kernel and frees each intermediate
+ * as soon as its last consumer has run.  It borrows the graph: the graph must
+ * outlive the executor and must not change while dfq_exec_run() runs. */
+#ifndef DFQ_EXEC_H
+#define DFQ_EXEC_H
+
+#include <stdbool.h>
+
+#include "dfq_error.h"
+#include "dfq_graph.h"
+#include "dfq_tensor.h"
+
+struct dfq_exec_opts {
+	bool fast;      /* use forward_fast kernels where an op has one */
+	int nthreads;   /* worker threads for kernels; 0 = number of online CPUs */
+};
+
+/* Defaults: fast = true, nthreads = 0. */
+void dfq_exec_opts_default(struct dfq_exec_opts *o);
+
+/* Called after each node output value vi has been computed, before anyone
+ * reads it; may modify t in place (same shape), e.g. for fake quantization or
+ * to record ranges.  A non-OK return aborts the run with that error. */
+typedef dfq_status (*dfq_exec_hook)(void *user, const struct dfq_graph *g, int vi,
+				    struct dfq_tensor *t, struct dfq_error *err);
+
+struct dfq_exec;
+
+/* New executor for g (borrowed).  Caller owns the result. */
+struct dfq_exec *dfq_exec_new(const struct dfq_graph *g, const struct dfq_exec_opts *opts,
+			      struct dfq_error *err);
+void dfq_exec_free(struct dfq_exec *ex);
+
+/* Install (or with fn NULL remove) the value hook. */
+void dfq_exec_set_hook(struct dfq_exec *ex, dfq_exec_hook fn, void *user);
+
+/* Run the graph.  inputs[i] (borrowed) feeds g->inputs[i]; its shape must
+ * match the static shape where that is known.  On success outputs[i] is a new
+ * tensor (caller owns) for g->outputs[i].  On failure no outputs are left
+ * allocated and err names the node that failed. */
+dfq_status dfq_exec_run(struct dfq_exec *ex, struct dfq_tensor *const *inputs,
+			struct dfq_tensor **outputs, struct dfq_error *err);
+
+/* The thread pool of ex (for callers that want to share it), never NULL. */
+struct dfq_pool *dfq_exec_pool(struct dfq_exec *ex);
+
+#endif
