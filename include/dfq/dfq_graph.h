@@ -52,7 +52,7 @@ struct dfq_value {
 };
 
 struct dfq_node {
-	char *name;              /* owned; never NULL (import names unnamed nodes "op_type#i") */
+	char *name;              /* owned; never NULL (import names unnamed nodes "<op_type>_<index>") */
 	char *op_type;           /* owned, as in the model */
 	dfq_op op;               /* resolved by finalize */
 	int64_t opset;           /* ai.onnx opset the node is interpreted with */

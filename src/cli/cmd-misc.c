@@ -1,0 +1,112 @@
+/* cmd-misc.c - quit, set, show and source. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "cmd.h"
+
+static enum cmd_retval cmd_quit_exec(struct cmd_ctx *ctx, struct args *a)
+{
+	return CMD_RETURN_QUIT;
+}
+
+const struct cmd_entry cmd_quit_entry = {
+	.name = "quit",
+	.alias = "exit",
+	.usage = "quit",
+	.args = {NULL, 0, 0},
+	.summary = "leave dfq (Ctrl-D works too)",
+	.exec = cmd_quit_exec,
+};
+
+static enum cmd_retval cmd_set_exec(struct cmd_ctx *ctx, struct args *a)
+{
+	char why[256];
+	if (!session_setting_set(ctx->s, a->pos[0], a->pos[1], why, sizeof why))
+		return cmd_fail(ctx, "%s", why);
+	cJSON_AddStringToObject(ctx->json, "key", a->pos[0]);
+	for (int i = 0; session_settings[i].name; i++) {
+		if (strcmp(session_settings[i].name, a->pos[0]) != 0)
+			continue;
+		int v = session_setting_int(ctx->s, i);
+		if (session_settings[i].type == SETTING_BOOL)
+			cJSON_AddBoolToObject(ctx->json, "value", v);
+		else
+			cJSON_AddNumberToObject(ctx->json, "value", v);
+	}
+	return CMD_RETURN_NORMAL;
+}
+
+const struct cmd_entry cmd_set_entry = {
+	.name = "set",
+	.alias = NULL,
+	.usage = "set KEY VALUE",
+	.args = {NULL, 2, 2},
+	.summary = "change a setting (see 'show settings')",
+	.exec = cmd_set_exec,
+};
+
+static enum cmd_retval show_settings(struct cmd_ctx *ctx)
+{
+	cJSON *obj = cJSON_AddObjectToObject(ctx->json, "settings");
+	for (int i = 0; session_settings[i].name; i++) {
+		const struct setting_def *d = &session_settings[i];
+		char buf[32];
+		cmd_print(ctx, "%-8s %-4s  %s", d->name,
+			  session_setting_str(ctx->s, i, buf, sizeof buf), d->help);
+		int v = session_setting_int(ctx->s, i);
+		if (d->type == SETTING_BOOL)
+			cJSON_AddBoolToObject(obj, d->name, v);
+		else
+			cJSON_AddNumberToObject(obj, d->name, v);
+	}
+	return CMD_RETURN_NORMAL;
+}
+
+static enum cmd_retval cmd_show_exec(struct cmd_ctx *ctx, struct args *a)
+{
+	const char *what = a->pos[0];
+	if (strlen(what) > 0 && strncmp(what, "settings", strlen(what)) == 0)
+		return show_settings(ctx);
+	return cmd_fail(ctx, "show: unknown item '%s' (try: show settings)", what);
+}
+
+const struct cmd_entry cmd_show_entry = {
+	.name = "show",
+	.alias = NULL,
+	.usage = "show settings",
+	.args = {NULL, 1, 1},
+	.summary = "show the current settings",
+	.exec = cmd_show_exec,
+};
+
+/* Errors inside the file are reported there, with its name and line; this
+ * command only fails (silently) when the file stopped early. */
+static enum cmd_retval cmd_source_exec(struct cmd_ctx *ctx, struct args *a)
+{
+	const char *path = a->pos[0];
+	if (ctx->s->depth >= SESSION_MAX_DEPTH)
+		return cmd_fail(ctx, "source: %s: files nested more than %d deep", path,
+				SESSION_MAX_DEPTH);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return cmd_fail(ctx, "cannot open %s: %s", path, strerror(errno));
+	ctx->s->depth++;
+	enum cmd_retval rv = cmd_run_stream(ctx->s, f, path);
+	ctx->s->depth--;
+	fclose(f);
+	if (rv == CMD_RETURN_ERROR)
+		ctx->reported = true;
+	cJSON_AddStringToObject(ctx->json, "path", path);
+	return rv;
+}
+
+const struct cmd_entry cmd_source_entry = {
+	.name = "source",
+	.alias = NULL,
+	.usage = "source FILE",
+	.args = {NULL, 1, 1},
+	.summary = "run the commands in FILE",
+	.exec = cmd_source_exec,
+};

@@ -1,0 +1,312 @@
+/* cmd.c - the command registry, lookup, line splitting and the runner. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "cmd.h"
+
+const struct cmd_entry *const cmd_table[] = {
+	&cmd_load_entry,
+	&cmd_infer_entry,
+	&cmd_set_entry,
+	&cmd_show_entry,
+	&cmd_source_entry,
+	&cmd_help_entry,
+	&cmd_quit_entry,
+	NULL,
+};
+
+/* --- lookup ------------------------------------------------------------- */
+
+int cmd_edit_distance(const char *a, const char *b)
+{
+	enum { MAXW = 64 };
+	size_t la = strlen(a), lb = strlen(b);
+	if (la >= MAXW || lb >= MAXW)
+		return MAXW;
+	int prev[MAXW + 1], cur[MAXW + 1];
+	for (size_t j = 0; j <= lb; j++)
+		prev[j] = (int)j;
+	for (size_t i = 1; i <= la; i++) {
+		cur[0] = (int)i;
+		for (size_t j = 1; j <= lb; j++) {
+			int sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+			int del = prev[j] + 1, ins = cur[j - 1] + 1;
+			int m = sub < del ? sub : del;
+			cur[j] = m < ins ? m : ins;
+		}
+		memcpy(prev, cur, sizeof(int) * (lb + 1));
+	}
+	return prev[lb];
+}
+
+static bool is_prefix(const char *prefix, const char *s)
+{
+	return s && strncmp(prefix, s, strlen(prefix)) == 0;
+}
+
+/* Closest name or alias to word, if close enough to be a likely typo. */
+static const char *closest_name(const char *word)
+{
+	const char *best = NULL;
+	int bestd = strlen(word) <= 3 ? 2 : 3;
+	for (int i = 0; cmd_table[i]; i++) {
+		const char *cand[2] = {cmd_table[i]->name, cmd_table[i]->alias};
+		for (int k = 0; k < 2; k++) {
+			if (!cand[k])
+				continue;
+			int d = cmd_edit_distance(word, cand[k]);
+			if (d < bestd) {
+				bestd = d;
+				best = cand[k];
+			}
+		}
+	}
+	return best;
+}
+
+const struct cmd_entry *cmd_find(const char *word, char *why, size_t len)
+{
+	for (int i = 0; cmd_table[i]; i++) {
+		const struct cmd_entry *e = cmd_table[i];
+		if (strcmp(e->name, word) == 0 || (e->alias && strcmp(e->alias, word) == 0))
+			return e;
+	}
+	const struct cmd_entry *found = NULL;
+	int nfound = 0;
+	char list[256] = "";
+	size_t used = 0;
+	for (int i = 0; cmd_table[i]; i++) {
+		const struct cmd_entry *e = cmd_table[i];
+		if (!is_prefix(word, e->name) && !is_prefix(word, e->alias))
+			continue;
+		found = e;
+		nfound++;
+		if (used < sizeof list)
+			used += (size_t)snprintf(list + used, sizeof list - used, "%s%s",
+						 nfound > 1 ? ", " : "", e->name);
+	}
+	if (nfound == 1)
+		return found;
+	if (nfound > 1) {
+		snprintf(why, len, "ambiguous command: %s, could be: %s", word, list);
+		return NULL;
+	}
+	const char *guess = closest_name(word);
+	if (guess)
+		snprintf(why, len, "unknown command '%s'; did you mean '%s'?", word, guess);
+	else
+		snprintf(why, len, "unknown command '%s'; type 'help' for a list", word);
+	return NULL;
+}
+
+/* --- splitting a line into commands and words --------------------------- */
+
+struct cmd_words {
+	int argc;
+	char **argv; /* owned, NULL-terminated */
+};
+
+struct cmd_list {
+	int n;
+	struct cmd_words *cmds; /* owned */
+};
+
+static void cmd_list_free(struct cmd_list *l)
+{
+	for (int i = 0; i < l->n; i++) {
+		for (int j = 0; j < l->cmds[i].argc; j++)
+			free(l->cmds[i].argv[j]);
+		free(l->cmds[i].argv);
+	}
+	free(l->cmds);
+	memset(l, 0, sizeof *l);
+}
+
+/* Append word to the last command (starting a new command if asked). */
+static bool push_word(struct cmd_list *l, bool new_cmd, const char *word, size_t wlen)
+{
+	if (new_cmd || l->n == 0) {
+		struct cmd_words *c = realloc(l->cmds, sizeof *c * (size_t)(l->n + 1));
+		if (!c)
+			return false;
+		l->cmds = c;
+		l->cmds[l->n].argc = 0;
+		l->cmds[l->n].argv = NULL;
+		l->n++;
+	}
+	struct cmd_words *c = &l->cmds[l->n - 1];
+	char **v = realloc(c->argv, sizeof *v * (size_t)(c->argc + 2));
+	if (!v)
+		return false;
+	c->argv = v;
+	if (!(v[c->argc] = strndup(word, wlen)))
+		return false;
+	v[++c->argc] = NULL;
+	return true;
+}
+
+/* Shell-like: 'single' quotes are literal, "double" quotes honour \" and \\,
+ * a backslash outside quotes escapes the next character, ';' outside quotes
+ * ends a command and '#' at the start of a word starts a comment.  Empty
+ * commands are dropped. */
+static bool split_line(const char *line, struct cmd_list *out, char *why, size_t len)
+{
+	memset(out, 0, sizeof *out);
+	char *buf = malloc(strlen(line) + 1);
+	if (!buf) {
+		snprintf(why, len, "out of memory");
+		return false;
+	}
+	size_t w = 0;
+	bool in_word = false, new_cmd = true, ok = true;
+	const char *p = line;
+	for (; ok && *p; p++) {
+		char c = *p;
+		if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == ';') {
+			if (in_word) {
+				ok = push_word(out, new_cmd, buf, w);
+				new_cmd = false;
+			}
+			in_word = false;
+			w = 0;
+			if (c == ';')
+				new_cmd = true;
+			continue;
+		}
+		if (c == '#' && !in_word)
+			break;
+		in_word = true;
+		if (c == '\\') {
+			if (p[1])
+				c = *++p;
+			buf[w++] = c;
+		} else if (c == '\'' || c == '"') {
+			char q = c;
+			for (p++; *p && *p != q; p++) {
+				if (q == '"' && *p == '\\' && (p[1] == '"' || p[1] == '\\'))
+					p++;
+				buf[w++] = *p;
+			}
+			if (!*p) {
+				snprintf(why, len, "unterminated %s quote",
+					 q == '"' ? "double" : "single");
+				free(buf);
+				cmd_list_free(out);
+				return false;
+			}
+		} else {
+			buf[w++] = c;
+		}
+	}
+	if (ok && in_word)
+		ok = push_word(out, new_cmd, buf, w);
+	free(buf);
+	if (!ok) {
+		snprintf(why, len, "out of memory");
+		cmd_list_free(out);
+	}
+	return ok;
+}
+
+/* --- running ------------------------------------------------------------ */
+
+enum cmd_retval cmd_run_argv(struct session *s, int argc, char **argv, const char *file,
+			     int lineno)
+{
+	struct cmd_ctx ctx = {.s = s, .word = argv[0], .file = file, .line = lineno};
+	char why[768];
+	const struct cmd_entry *e = cmd_find(argv[0], why, sizeof why);
+	if (!e) {
+		cmd_error(&ctx, "%s", why);
+		s->had_error = true;
+		return CMD_RETURN_ERROR;
+	}
+	ctx.entry = e;
+	struct args a;
+	if (!args_parse(e, argc, argv, &a, why, sizeof why)) {
+		cmd_error(&ctx, "%s", why);
+		s->had_error = true;
+		return CMD_RETURN_ERROR;
+	}
+	if (s->json) {
+		ctx.json = cJSON_CreateObject();
+		cJSON_AddStringToObject(ctx.json, "cmd", e->name);
+	}
+	enum cmd_retval rv = e->exec(&ctx, &a);
+	if (rv == CMD_RETURN_ERROR) {
+		/* Every failure says something, exactly once. */
+		if (!ctx.reported)
+			cmd_error(&ctx, "%s failed", e->name);
+		s->had_error = true;
+	} else {
+		cmd_emit_json(&ctx);
+	}
+	fflush(stdout);
+	cJSON_Delete(ctx.json);
+	args_free(&a);
+	return rv;
+}
+
+enum cmd_retval cmd_run_line(struct session *s, const char *line, const char *file, int lineno)
+{
+	struct cmd_list l;
+	char why[256];
+	if (!split_line(line, &l, why, sizeof why)) {
+		struct cmd_ctx ctx = {.s = s, .file = file, .line = lineno};
+		cmd_error(&ctx, "%s", why);
+		s->had_error = true;
+		return CMD_RETURN_ERROR;
+	}
+	enum cmd_retval rv = CMD_RETURN_NORMAL;
+	for (int i = 0; i < l.n && rv == CMD_RETURN_NORMAL; i++)
+		rv = cmd_run_argv(s, l.cmds[i].argc, l.cmds[i].argv, file, lineno);
+	cmd_list_free(&l);
+	return rv;
+}
+
+/* One script line's outcome: go on, or stop with rv. */
+static bool script_should_stop(struct session *s, enum cmd_retval rv)
+{
+	if (rv == CMD_RETURN_QUIT)
+		return true;
+	return rv == CMD_RETURN_ERROR && s->set.errexit;
+}
+
+enum cmd_retval cmd_run_stream(struct session *s, FILE *fp, const char *name)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	int lineno = 0;
+	enum cmd_retval rv = CMD_RETURN_NORMAL;
+	while (getline(&line, &cap, fp) >= 0) {
+		lineno++;
+		rv = cmd_run_line(s, line, name, lineno);
+		if (script_should_stop(s, rv))
+			break;
+		rv = CMD_RETURN_NORMAL;
+	}
+	free(line);
+	return rv;
+}
+
+enum cmd_retval cmd_run_string(struct session *s, const char *text)
+{
+	char *copy = strdup(text);
+	if (!copy) {
+		cli_warn("out of memory");
+		s->had_error = true;
+		return CMD_RETURN_ERROR;
+	}
+	enum cmd_retval rv = CMD_RETURN_NORMAL;
+	char *save = NULL;
+	for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		rv = cmd_run_line(s, l, NULL, 0);
+		if (script_should_stop(s, rv))
+			break;
+		rv = CMD_RETURN_NORMAL;
+	}
+	free(copy);
+	return rv;
+}

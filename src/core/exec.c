@@ -1,0 +1,333 @@
+/* exec.c - runs a finalized graph node by node, freeing intermediates as soon as they are dead. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dfq/dfq_blas.h"
+#include "dfq/dfq_exec.h"
+#include "dfq/dfq_parallel.h"
+
+#define SLOTS_MIN 8
+
+struct dfq_exec {
+	const struct dfq_graph *g; /* borrowed */
+	struct dfq_exec_opts opts;
+	struct dfq_pool *pool; /* owned */
+	dfq_exec_hook hook;
+	void *hook_user;
+};
+
+/* Per-run state.  vals[vi] is the computed tensor of value vi; owned[vi]
+ * says whether the run must free it (fed inputs are borrowed). */
+struct run {
+	struct dfq_tensor **vals;
+	bool *owned;
+	int *refs;  /* reads still to come */
+	bool *keep; /* graph outputs: never freed early */
+	const struct dfq_tensor **in;
+	const struct dfq_shape **in_shape;
+	struct dfq_shape *in_shapes;
+	struct dfq_shape *out_shapes;
+	struct dfq_tensor **out;
+	int wi, wo; /* slots in in[]/in_shape[] and out[]/out_shapes[] */
+};
+
+void dfq_exec_opts_default(struct dfq_exec_opts *o)
+{
+	o->fast = true;
+	o->nthreads = 0;
+}
+
+struct dfq_exec *dfq_exec_new(const struct dfq_graph *g, const struct dfq_exec_opts *opts,
+			      struct dfq_error *err)
+{
+	struct dfq_exec *ex = calloc(1, sizeof *ex);
+	if (!ex) {
+		dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory creating an executor");
+		return NULL;
+	}
+	ex->g = g;
+	if (opts)
+		ex->opts = *opts;
+	else
+		dfq_exec_opts_default(&ex->opts);
+	/* Load the BLAS now, on this thread and before any worker exists: it sets
+	 * OPENBLAS_CORETYPE with setenv(), which must not race with other threads. */
+	if (ex->opts.fast && dfq_blas_init(err) != DFQ_OK) {
+		free(ex);
+		return NULL;
+	}
+	ex->pool = dfq_pool_new(ex->opts.nthreads, err);
+	if (!ex->pool) {
+		free(ex);
+		return NULL;
+	}
+	return ex;
+}
+
+void dfq_exec_free(struct dfq_exec *ex)
+{
+	if (!ex)
+		return;
+	dfq_pool_free(ex->pool);
+	free(ex);
+}
+
+void dfq_exec_set_hook(struct dfq_exec *ex, dfq_exec_hook fn, void *user)
+{
+	ex->hook = fn;
+	ex->hook_user = fn ? user : NULL;
+}
+
+struct dfq_pool *dfq_exec_pool(struct dfq_exec *ex)
+{
+	return ex->pool;
+}
+
+/* Prefix "Conv node 'c1': " unless the message already names the node. */
+static dfq_status name_node(struct dfq_error *err, const struct dfq_node *n, dfq_status st)
+{
+	if (!err)
+		return st;
+	char needle[DFQ_ERROR_MAX];
+	snprintf(needle, sizeof needle, "'%s'", n->name);
+	if (!strstr(err->msg, needle))
+		dfq_error_prefix(err, "%s node '%s'", n->op_type, n->name);
+	err->status = st;
+	return st;
+}
+
+static void run_free(struct run *r, int nvalues)
+{
+	if (r->vals && r->owned)
+		for (int vi = 0; vi < nvalues; vi++)
+			if (r->owned[vi])
+				dfq_tensor_free(r->vals[vi]);
+	free(r->vals);
+	free(r->owned);
+	free(r->refs);
+	free(r->keep);
+	free(r->in);
+	free(r->in_shape);
+	free(r->in_shapes);
+	free(r->out_shapes);
+	free(r->out);
+}
+
+static dfq_status run_alloc(struct run *r, const struct dfq_graph *g, struct dfq_error *err)
+{
+	/* at least 8 slots, NULL past a node's own count: kernels may look at
+	 * an optional slot (in[2] of a two-input Conv) and must see NULL */
+	int wi = SLOTS_MIN, wo = SLOTS_MIN;
+	for (int ni = 0; ni < g->nnodes; ni++) {
+		wi = g->nodes[ni].ninputs > wi ? g->nodes[ni].ninputs : wi;
+		wo = g->nodes[ni].noutputs > wo ? g->nodes[ni].noutputs : wo;
+	}
+	size_t nv = (size_t)g->nvalues + 1;
+	r->vals = calloc(nv, sizeof *r->vals);
+	r->owned = calloc(nv, sizeof *r->owned);
+	r->refs = calloc(nv, sizeof *r->refs);
+	r->keep = calloc(nv, sizeof *r->keep);
+	r->wi = wi;
+	r->wo = wo;
+	r->in = calloc((size_t)wi, sizeof *r->in);
+	r->in_shape = calloc((size_t)wi, sizeof *r->in_shape);
+	r->in_shapes = calloc((size_t)wi, sizeof *r->in_shapes);
+	r->out_shapes = calloc((size_t)wo, sizeof *r->out_shapes);
+	r->out = calloc((size_t)wo, sizeof *r->out);
+	if (!r->vals || !r->owned || !r->refs || !r->keep || !r->in || !r->in_shape ||
+	    !r->in_shapes || !r->out_shapes || !r->out)
+		return dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory starting a run");
+	/* count reads from the nodes themselves: the graph's nconsumers may be
+	 * stale if a transformation edited nodes without finalizing */
+	for (int ni = 0; ni < g->nnodes; ni++) {
+		const struct dfq_node *n = &g->nodes[ni];
+		for (int i = 0; i < n->ninputs; i++)
+			if (n->inputs[i] >= 0)
+				r->refs[n->inputs[i]]++;
+	}
+	for (int i = 0; i < g->noutputs; i++)
+		r->keep[g->outputs[i]] = true;
+	return DFQ_OK;
+}
+
+/* A fed input must match the static shape where that is known. */
+static dfq_status check_input(const struct dfq_value *v, const struct dfq_tensor *t,
+			      struct dfq_error *err)
+{
+	if (!t)
+		return dfq_error_set(err, DFQ_ERR_ARG, "input '%s' was not given", v->name);
+	if (t->dtype != v->shape.dtype)
+		return dfq_error_set(err, DFQ_ERR_ARG, "input '%s' expects %s data, got %s",
+				     v->name, dfq_dtype_name(v->shape.dtype),
+				     dfq_dtype_name(t->dtype));
+	if (v->shape.ndim < 0)
+		return DFQ_OK;
+	bool ok = t->ndim == v->shape.ndim;
+	for (int i = 0; ok && i < t->ndim; i++)
+		if (v->shape.dims[i] >= 0 && v->shape.dims[i] != t->dims[i])
+			ok = false;
+	if (ok)
+		return DFQ_OK;
+	char want[128], got[128];
+	struct dfq_shape ts;
+	dfq_tensor_shape(t, &ts);
+	return dfq_error_set(err, DFQ_ERR_SHAPE, "input '%s' expects %s, got %s", v->name,
+			     dfq_shape_str(&v->shape, want, sizeof want),
+			     dfq_shape_str(&ts, got, sizeof got));
+}
+
+/* The tensor holding value vi during the run (constant or computed). */
+static const struct dfq_tensor *value_data(const struct dfq_graph *g, const struct run *r, int vi)
+{
+	return g->values[vi].init ? g->values[vi].init : r->vals[vi];
+}
+
+/* One value read: free it when that was the last read and nobody else wants it. */
+static void release(struct run *r, int vi)
+{
+	if (--r->refs[vi] > 0 || r->keep[vi] || !r->owned[vi])
+		return;
+	dfq_tensor_free(r->vals[vi]);
+	r->vals[vi] = NULL;
+	r->owned[vi] = false;
+}
+
+static dfq_status run_node(struct dfq_exec *ex, struct run *r, const struct dfq_node *n,
+			   struct dfq_error *err)
+{
+	const struct dfq_graph *g = ex->g;
+	const struct dfq_op_def *d = &dfq_op_defs[n->op];
+	memset(r->in, 0, (size_t)r->wi * sizeof *r->in);
+	memset(r->in_shape, 0, (size_t)r->wi * sizeof *r->in_shape);
+	memset(r->out, 0, (size_t)r->wo * sizeof *r->out);
+	for (int i = 0; i < n->ninputs; i++) {
+		int vi = n->inputs[i];
+		if (vi < 0)
+			continue;
+		r->in[i] = value_data(g, r, vi);
+		if (!r->in[i])
+			return dfq_error_set(err, DFQ_ERR_INTERNAL,
+					     "%s node '%s' reads '%s' before it is computed",
+					     n->op_type, n->name, g->values[vi].name);
+		dfq_tensor_shape(r->in[i], &r->in_shapes[i]);
+		r->in_shape[i] = &r->in_shapes[i];
+	}
+	dfq_status st = d->shape(n, r->in_shape, r->in, r->out_shapes, err);
+	if (st != DFQ_OK)
+		return name_node(err, n, st);
+	for (int o = 0; o < n->noutputs; o++) {
+		if (n->outputs[o] < 0)
+			continue;
+		r->out[o] = dfq_tensor_new_shape(&r->out_shapes[o], err);
+		if (!r->out[o]) {
+			st = name_node(err, n, err ? err->status : DFQ_ERR_NOMEM);
+			goto fail;
+		}
+	}
+	struct dfq_kctx kctx = {.pool = ex->pool};
+	if (ex->opts.fast && d->forward_fast)
+		st = d->forward_fast(n, r->in, r->out, &kctx, err);
+	else
+		st = d->forward(n, r->in, r->out, &kctx, err);
+	if (st != DFQ_OK) {
+		st = name_node(err, n, st);
+		goto fail;
+	}
+	/* hand outputs to the run before the hook, so every path frees them */
+	for (int o = 0; o < n->noutputs; o++) {
+		int vi = n->outputs[o];
+		if (vi < 0)
+			continue;
+		r->vals[vi] = r->out[o];
+		r->owned[vi] = true;
+		r->out[o] = NULL;
+	}
+	for (int o = 0; o < n->noutputs && ex->hook; o++) {
+		int vi = n->outputs[o];
+		if (vi < 0)
+			continue;
+		st = ex->hook(ex->hook_user, g, vi, r->vals[vi], err);
+		if (st != DFQ_OK)
+			return name_node(err, n, st);
+	}
+	for (int i = 0; i < n->ninputs; i++)
+		if (n->inputs[i] >= 0)
+			release(r, n->inputs[i]);
+	/* outputs nobody reads (e.g. a Dropout mask) are dead at once */
+	for (int o = 0; o < n->noutputs; o++) {
+		int vi = n->outputs[o];
+		if (vi >= 0 && r->refs[vi] == 0 && !r->keep[vi]) {
+			dfq_tensor_free(r->vals[vi]);
+			r->vals[vi] = NULL;
+			r->owned[vi] = false;
+		}
+	}
+	return DFQ_OK;
+fail:
+	for (int o = 0; o < n->noutputs; o++) {
+		dfq_tensor_free(r->out[o]);
+		r->out[o] = NULL;
+	}
+	return st;
+}
+
+/* Move or copy graph outputs to the caller. */
+static dfq_status hand_outputs(const struct dfq_graph *g, struct run *r,
+			       struct dfq_tensor **outputs, struct dfq_error *err)
+{
+	for (int i = 0; i < g->noutputs; i++) {
+		int vi = g->outputs[i];
+		if (r->owned[vi] && !g->values[vi].init) {
+			/* computed: move (a second listing of the same value copies) */
+			outputs[i] = r->vals[vi];
+			r->vals[vi] = NULL;
+			r->owned[vi] = false;
+			continue;
+		}
+		const struct dfq_tensor *src = value_data(g, r, vi);
+		if (!src) {
+			/* moved to an earlier slot already */
+			for (int j = 0; j < i && !src; j++)
+				if (g->outputs[j] == vi)
+					src = outputs[j];
+		}
+		if (!src)
+			return dfq_error_set(err, DFQ_ERR_INTERNAL,
+					     "graph output '%s' was not "
+					     "computed",
+					     g->values[vi].name);
+		outputs[i] = dfq_tensor_clone(src, err);
+		if (!outputs[i])
+			return err ? err->status : DFQ_ERR_NOMEM;
+	}
+	return DFQ_OK;
+}
+
+dfq_status dfq_exec_run(struct dfq_exec *ex, struct dfq_tensor *const *inputs,
+			struct dfq_tensor **outputs, struct dfq_error *err)
+{
+	const struct dfq_graph *g = ex->g;
+	for (int i = 0; i < g->noutputs; i++)
+		outputs[i] = NULL;
+	struct run r = {0};
+	dfq_status st = run_alloc(&r, g, err);
+	for (int i = 0; i < g->ninputs && st == DFQ_OK; i++) {
+		const struct dfq_value *v = &g->values[g->inputs[i]];
+		st = check_input(v, inputs ? inputs[i] : NULL, err);
+		if (st == DFQ_OK)
+			r.vals[g->inputs[i]] = inputs[i]; /* borrowed: owned stays false */
+	}
+	for (int ni = 0; ni < g->nnodes && st == DFQ_OK; ni++)
+		st = run_node(ex, &r, &g->nodes[ni], err);
+	if (st == DFQ_OK)
+		st = hand_outputs(g, &r, outputs, err);
+	if (st != DFQ_OK) {
+		for (int i = 0; i < g->noutputs; i++) {
+			dfq_tensor_free(outputs[i]);
+			outputs[i] = NULL;
+		}
+	}
+	run_free(&r, g->nvalues);
+	return st;
+}

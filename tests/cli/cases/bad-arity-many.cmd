@@ -1,0 +1,1 @@
+-c 'load a.onnx b.onnx'

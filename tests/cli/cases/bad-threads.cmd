@@ -1,0 +1,1 @@
+--threads -3 -c 'show settings'

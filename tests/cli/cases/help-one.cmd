@@ -1,0 +1,1 @@
+-c 'help infer; help exit; help s'

@@ -1,0 +1,1 @@
+-c 'infer x.npy --output y.npy'

@@ -1,0 +1,1 @@
+--scalar -c 'load data/tinynet.onnx' -c 'infer data/tinynet_input_int.npy --out=i.npy'

@@ -1,0 +1,1 @@
+--scalar --json -c 'load data/tinynet.onnx; infer data/tinynet_input.npy --out o.npy'

@@ -1,0 +1,1 @@
+-q -c 'load data/tinynet.onnx' -c 'infer nosuch.npy'

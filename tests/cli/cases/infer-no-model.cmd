@@ -1,0 +1,1 @@
+-c 'infer data/tinynet_input.npy'

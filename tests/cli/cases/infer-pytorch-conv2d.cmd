@@ -1,0 +1,1 @@
+--scalar -c 'load td/pytorch-converted/test_Conv2d/model.onnx; infer td/pytorch-converted/test_Conv2d/test_data_set_0/input_0.pb --out c.npy'

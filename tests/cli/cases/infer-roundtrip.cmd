@@ -1,0 +1,1 @@
+--scalar -c 'load td/node/test_relu/model.onnx; infer td/node/test_relu/test_data_set_0/input_0.pb --out r1.npy; infer r1.npy --out r2.npy; infer r2.npy --out r3.npy'

@@ -1,0 +1,1 @@
+--scalar -c 'load data/tinynet.onnx; infer data/tinynet_input.pb --out a.npy; infer data/tinynet_input.npy'

@@ -1,0 +1,1 @@
+-c 'load td/node/test_conv_with_strides_padding/model.onnx; infer td/node/test_conv_with_strides_padding/test_data_set_0/input_0.pb'

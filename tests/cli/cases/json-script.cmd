@@ -1,0 +1,1 @@
+--json -x json-script.dfq

@@ -1,0 +1,1 @@
+-c 'load data/garbage.bin'

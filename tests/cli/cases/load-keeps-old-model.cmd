@@ -1,0 +1,1 @@
+--scalar --json -c 'set errexit off' -c 'load data/tinynet.onnx' -c 'load data/garbage.bin' -c 'infer data/tinynet_input.npy --out k.npy'

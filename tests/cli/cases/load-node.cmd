@@ -1,0 +1,1 @@
+-c 'load td/node/test_conv_with_strides_padding/model.onnx'

@@ -1,0 +1,1 @@
+data/tinynet.onnx -c 'show settings'

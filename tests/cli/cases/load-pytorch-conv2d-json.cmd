@@ -1,0 +1,1 @@
+--json -c 'load td/pytorch-converted/test_Conv2d/model.onnx'

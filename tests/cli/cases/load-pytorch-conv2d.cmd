@@ -1,0 +1,1 @@
+-c 'load td/pytorch-converted/test_Conv2d/model.onnx'

@@ -1,0 +1,1 @@
+-c 'load td/node/test_lstm_defaults/model.onnx'

@@ -1,0 +1,1 @@
+-c 'help quit' -c 'quit' -c 'help load'

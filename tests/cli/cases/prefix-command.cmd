@@ -1,0 +1,1 @@
+-c 'sh settings; he quit'

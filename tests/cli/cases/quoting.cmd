@@ -1,0 +1,1 @@
+-c "help 'quit' # a comment" -c 'help qu\it; help "sh""ow"; help "" ' -c 'help "lo\"ad;x"'

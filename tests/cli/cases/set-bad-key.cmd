@@ -1,0 +1,1 @@
+-c 'set colour blue'

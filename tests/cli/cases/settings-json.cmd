@@ -1,0 +1,1 @@
+--json -c 'set fast off; show settings'

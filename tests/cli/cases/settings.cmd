@@ -1,0 +1,1 @@
+-c 'show settings; set threads 2; set fast off; set errexit off; show settings'

@@ -1,0 +1,1 @@
+-c 'source source-nested.dfq'

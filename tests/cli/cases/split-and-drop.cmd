@@ -1,0 +1,1 @@
+-c 'help quit; lod x; help load'

@@ -1,0 +1,1 @@
+--tui -c 'help quit'

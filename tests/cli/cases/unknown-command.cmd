@@ -1,0 +1,1 @@
+-c 'lod data/tinynet.onnx'
