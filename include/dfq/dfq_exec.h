@@ -44,6 +44,15 @@ void dfq_exec_set_hook(struct dfq_exec *ex, dfq_exec_hook fn, void *user);
 dfq_status dfq_exec_run(struct dfq_exec *ex, struct dfq_tensor *const *inputs,
 			struct dfq_tensor **outputs, struct dfq_error *err);
 
+/* Use t (borrowed; it must outlive its use) instead of the constant value vi
+ * (an initializer) in later runs, e.g. fake-quantized weights; t NULL removes
+ * the override.  t must have the initializer's shape and type.  The graph
+ * itself is not changed. */
+dfq_status dfq_exec_set_override(struct dfq_exec *ex, int vi, const struct dfq_tensor *t,
+				 struct dfq_error *err);
+/* Remove every override. */
+void dfq_exec_clear_overrides(struct dfq_exec *ex);
+
 /* The thread pool of ex (for callers that want to share it), never NULL. */
 struct dfq_pool *dfq_exec_pool(struct dfq_exec *ex);
 

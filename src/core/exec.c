@@ -15,6 +15,10 @@ struct dfq_exec {
 	struct dfq_pool *pool; /* owned */
 	dfq_exec_hook hook;
 	void *hook_user;
+	/* Per-value replacements for constant data (e.g. fake-quantized weights),
+	 * borrowed; NULL until the first dfq_exec_set_override(). */
+	const struct dfq_tensor **overrides;
+	int noverrides;
 };
 
 /* Per-run state.  vals[vi] is the computed tensor of value vi; owned[vi]
@@ -70,6 +74,7 @@ void dfq_exec_free(struct dfq_exec *ex)
 	if (!ex)
 		return;
 	dfq_pool_free(ex->pool);
+	free(ex->overrides);
 	free(ex);
 }
 
@@ -77,6 +82,33 @@ void dfq_exec_set_hook(struct dfq_exec *ex, dfq_exec_hook fn, void *user)
 {
 	ex->hook = fn;
 	ex->hook_user = fn ? user : NULL;
+}
+
+dfq_status dfq_exec_set_override(struct dfq_exec *ex, int vi, const struct dfq_tensor *t,
+				 struct dfq_error *err)
+{
+	const struct dfq_graph *g = ex->g;
+	if (vi < 0 || vi >= g->nvalues || !g->values[vi].init)
+		return dfq_error_set(err, DFQ_ERR_ARG,
+				     "only constant tensors can be overridden (value %d)", vi);
+	if (t && !dfq_tensor_same_shape(t, g->values[vi].init))
+		return dfq_error_set(err, DFQ_ERR_SHAPE,
+				     "override of '%s' must keep its shape and type",
+				     g->values[vi].name);
+	if (!ex->overrides) {
+		ex->overrides = calloc((size_t)g->nvalues, sizeof *ex->overrides);
+		if (!ex->overrides)
+			return dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory");
+		ex->noverrides = g->nvalues;
+	}
+	ex->overrides[vi] = t;
+	return DFQ_OK;
+}
+
+void dfq_exec_clear_overrides(struct dfq_exec *ex)
+{
+	if (ex->overrides)
+		memset(ex->overrides, 0, (size_t)ex->noverrides * sizeof *ex->overrides);
 }
 
 struct dfq_pool *dfq_exec_pool(struct dfq_exec *ex)
@@ -178,9 +210,11 @@ static dfq_status check_input(const struct dfq_value *v, const struct dfq_tensor
 }
 
 /* The tensor holding value vi during the run (constant or computed). */
-static const struct dfq_tensor *value_data(const struct dfq_graph *g, const struct run *r, int vi)
+static const struct dfq_tensor *value_data(const struct dfq_exec *ex, const struct run *r, int vi)
 {
-	return g->values[vi].init ? g->values[vi].init : r->vals[vi];
+	if (vi < ex->noverrides && ex->overrides[vi])
+		return ex->overrides[vi];
+	return ex->g->values[vi].init ? ex->g->values[vi].init : r->vals[vi];
 }
 
 /* One value read: free it when that was the last read and nobody else wants it. */
@@ -205,7 +239,7 @@ static dfq_status run_node(struct dfq_exec *ex, struct run *r, const struct dfq_
 		int vi = n->inputs[i];
 		if (vi < 0)
 			continue;
-		r->in[i] = value_data(g, r, vi);
+		r->in[i] = value_data(ex, r, vi);
 		if (!r->in[i])
 			return dfq_error_set(err, DFQ_ERR_INTERNAL,
 					     "%s node '%s' reads '%s' before it is computed",
@@ -273,9 +307,10 @@ fail:
 }
 
 /* Move or copy graph outputs to the caller. */
-static dfq_status hand_outputs(const struct dfq_graph *g, struct run *r,
+static dfq_status hand_outputs(const struct dfq_exec *ex, struct run *r,
 			       struct dfq_tensor **outputs, struct dfq_error *err)
 {
+	const struct dfq_graph *g = ex->g;
 	for (int i = 0; i < g->noutputs; i++) {
 		int vi = g->outputs[i];
 		if (r->owned[vi] && !g->values[vi].init) {
@@ -285,7 +320,7 @@ static dfq_status hand_outputs(const struct dfq_graph *g, struct run *r,
 			r->owned[vi] = false;
 			continue;
 		}
-		const struct dfq_tensor *src = value_data(g, r, vi);
+		const struct dfq_tensor *src = value_data(ex, r, vi);
 		if (!src) {
 			/* moved to an earlier slot already */
 			for (int j = 0; j < i && !src; j++)
@@ -321,7 +356,7 @@ dfq_status dfq_exec_run(struct dfq_exec *ex, struct dfq_tensor *const *inputs,
 	for (int ni = 0; ni < g->nnodes && st == DFQ_OK; ni++)
 		st = run_node(ex, &r, &g->nodes[ni], err);
 	if (st == DFQ_OK)
-		st = hand_outputs(g, &r, outputs, err);
+		st = hand_outputs(ex, &r, outputs, err);
 	if (st != DFQ_OK) {
 		for (int i = 0; i < g->noutputs; i++) {
 			dfq_tensor_free(outputs[i]);
