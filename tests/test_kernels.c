@@ -1,5 +1,5 @@
-/* test_kernels.c - fast kernels (conv_fast.c, gemm_fast.c) against the scalar oracles, the
- * thread pool and the BLAS loader. */
+/* test_kernels.c - fast kernels (conv_fast.c, gemm_fast.c, the fused plan of optimize.c and
+ * ops/fused.c) against the scalar oracles, the thread pool and the BLAS loader. */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -9,8 +9,11 @@
 #include "dfq_test.h"
 
 #include "dfq/dfq_blas.h"
+#include "dfq/dfq_exec.h"
 #include "dfq/dfq_parallel.h"
+#include "ops/fused.h"
 #include "ops/ops_internal.h"
+#include "optimize.h"
 
 /* --- helpers ------------------------------------------------------------------------------- */
 
@@ -611,15 +614,477 @@ static void test_blas_init(void **state)
 	dfq_blas_set_threads(2);
 }
 
+/* --- the fused plan (optimize.c, ops/fused.c) ------------------------------------------------ */
+
+/* Graph building: run-time inputs with a symbolic batch, initializers, nodes with
+ * attributes. */
+static void g_input(struct dfq_graph *g, const char *name, const int64_t *dims)
+{
+	struct dfq_error err;
+	int vi = dfq_graph_intern_value(g, name, &err);
+	assert_true(vi >= 0);
+	struct dfq_value *v = &g->values[vi];
+	v->is_input = true;
+	v->shape.dtype = DFQ_DTYPE_F32;
+	v->shape.ndim = 4;
+	v->shape.dims[0] = -1;
+	for (int i = 1; i < 4; i++)
+		v->shape.dims[i] = dims[i];
+	g->inputs = realloc(g->inputs, (size_t)(g->ninputs + 1) * sizeof *g->inputs);
+	assert_non_null(g->inputs);
+	g->inputs[g->ninputs++] = vi;
+}
+
+static void g_output(struct dfq_graph *g, const char *name)
+{
+	struct dfq_error err;
+	int vi = dfq_graph_intern_value(g, name, &err);
+	assert_true(vi >= 0);
+	g->outputs = realloc(g->outputs, (size_t)(g->noutputs + 1) * sizeof *g->outputs);
+	assert_non_null(g->outputs);
+	g->outputs[g->noutputs++] = vi;
+}
+
+/* A random initializer (positive when pos, e.g. a BN variance). */
+static void g_init(struct dfq_graph *g, const char *name, int ndim, const int64_t *dims, bool pos)
+{
+	struct dfq_error err;
+	int vi = dfq_graph_intern_value(g, name, &err);
+	assert_true(vi >= 0);
+	struct dfq_tensor *t = rand_tensor(ndim, dims);
+	if (pos)
+		for (int64_t i = 0; i < t->numel; i++)
+			dfq_tensor_f32(t)[i] = 0.5f + fabsf(dfq_tensor_f32(t)[i]);
+	g->values[vi].init = t;
+}
+
+static void g_scalar(struct dfq_graph *g, const char *name, float v)
+{
+	struct dfq_error err;
+	int vi = dfq_graph_intern_value(g, name, &err);
+	assert_true(vi >= 0);
+	struct dfq_tensor *t = dfq_tensor_new(DFQ_DTYPE_F32, 0, NULL, &err);
+	assert_non_null(t);
+	dfq_tensor_f32(t)[0] = v;
+	g->values[vi].init = t;
+}
+
+static int g_node(struct dfq_graph *g, const char *name, const char *op, int64_t opset, int nin,
+                  const char *const *ins, const char *out)
+{
+	struct dfq_error err;
+	const char *outs[1] = {out};
+	int ni = dfq_graph_add_node(g, name, op, opset, nin, ins, 1, outs, &err);
+	if (ni < 0)
+		fail_msg("%s", err.msg);
+	return ni;
+}
+
+static void g_ints(struct dfq_graph *g, int ni, const char *name, int n, int64_t a, int64_t b)
+{
+	struct dfq_error err;
+	int64_t v[4] = {a, b, a, b};
+	struct dfq_attr at = {.name = (char *)name, .type = DFQ_ATTR_INTS, .n = n, .ints = v};
+	assert_int_equal(dfq_graph_node_add_attr(g, ni, &at, &err), DFQ_OK);
+}
+
+static void g_attr_int(struct dfq_graph *g, int ni, const char *name, int64_t v)
+{
+	struct dfq_error err;
+	struct dfq_attr at = {.name = (char *)name, .type = DFQ_ATTR_INT, .i = v};
+	assert_int_equal(dfq_graph_node_add_attr(g, ni, &at, &err), DFQ_OK);
+}
+
+static void g_attr_float(struct dfq_graph *g, int ni, const char *name, float v)
+{
+	struct dfq_error err;
+	struct dfq_attr at = {.name = (char *)name, .type = DFQ_ATTR_FLOAT, .f = v};
+	assert_int_equal(dfq_graph_node_add_attr(g, ni, &at, &err), DFQ_OK);
+}
+
+enum act { ACT_NONE, ACT_RELU, ACT_CLIP, ACT_CLIP6 };
+
+/* X -> Conv 1x1 + Relu (so the case sees a computed CNHW input) -> the case's
+ * Conv [+ BN] [+ act1] [+ Add(R)] [+ act2] -> Y, and GlobalAveragePool(Y) -> P. */
+struct chain_case {
+	int64_t c, h, w;                 /* input */
+	int64_t m, kh, kw, s, d, pb, pe; /* conv (pads: begin/end on both axes) */
+	bool dw;                         /* depthwise: group c, m a multiple of c */
+	bool bias, bn, add;
+	enum act act1, act2;
+};
+
+static void add_act(struct dfq_graph *g, enum act a, const char *name, const char *in,
+                    const char *out)
+{
+	if (a == ACT_RELU) {
+		const char *ins[1] = {in};
+		g_node(g, name, "Relu", 13, 1, ins, out);
+	} else if (a == ACT_CLIP) {
+		char lo[64], hi[64];
+		snprintf(lo, sizeof lo, "%s_lo", name);
+		snprintf(hi, sizeof hi, "%s_hi", name);
+		g_scalar(g, lo, -0.25f);
+		g_scalar(g, hi, 0.5f);
+		const char *ins[3] = {in, lo, hi};
+		g_node(g, name, "Clip", 13, 3, ins, out);
+	} else {
+		const char *ins[1] = {in};
+		int ni = g_node(g, name, "Clip", 6, 1, ins, out);
+		g_attr_float(g, ni, "min", 0.0f);
+		g_attr_float(g, ni, "max", 6.0f);
+	}
+}
+
+/* Output size of one axis. */
+static int64_t out_len(const struct chain_case *cc, int64_t in, int64_t k)
+{
+	return (in + cc->pb + cc->pe - ((k - 1) * cc->d + 1)) / cc->s + 1;
+}
+
+static struct dfq_graph *chain_graph(const struct chain_case *cc)
+{
+	struct dfq_error err;
+	struct dfq_graph *g = dfq_graph_new(&err);
+	assert_non_null(g);
+	int64_t xd[4] = {-1, cc->c, cc->h, cc->w};
+	int64_t oh = out_len(cc, cc->h, cc->kh), ow = out_len(cc, cc->w, cc->kw);
+	int64_t rd[4] = {-1, cc->m, oh, ow};
+	g_input(g, "x", xd);
+	int64_t w0[4] = {cc->c, cc->c, 1, 1}, wd[4] = {cc->m, cc->dw ? 1 : cc->c, cc->kh, cc->kw};
+	int64_t md[1] = {cc->m};
+	g_init(g, "w0", 4, w0, false);
+	const char *c0[2] = {"x", "w0"};
+	g_node(g, "conv0", "Conv", 13, 2, c0, "t0");
+	const char *r0[1] = {"t0"};
+	g_node(g, "relu0", "Relu", 13, 1, r0, "t");
+	g_init(g, "w", 4, wd, false);
+	if (cc->bias)
+		g_init(g, "b", 1, md, false);
+	const char *ci[3] = {"t", "w", "b"};
+	int ni = g_node(g, "conv", "Conv", 13, cc->bias ? 3 : 2, ci, "y0");
+	g_ints(g, ni, "kernel_shape", 2, cc->kh, cc->kw);
+	g_ints(g, ni, "strides", 2, cc->s, cc->s);
+	g_ints(g, ni, "dilations", 2, cc->d, cc->d);
+	int64_t pads[4] = {cc->pb, cc->pb, cc->pe, cc->pe};
+	struct dfq_attr pa = {.name = "pads", .type = DFQ_ATTR_INTS, .n = 4, .ints = pads};
+	assert_int_equal(dfq_graph_node_add_attr(g, ni, &pa, &err), DFQ_OK);
+	if (cc->dw)
+		g_attr_int(g, ni, "group", cc->c);
+	const char *cur = "y0";
+	if (cc->bn) {
+		g_init(g, "scale", 1, md, false);
+		g_init(g, "shift", 1, md, false);
+		g_init(g, "mean", 1, md, false);
+		g_init(g, "var", 1, md, true);
+		const char *bi[5] = {cur, "scale", "shift", "mean", "var"};
+		g_node(g, "bn", "BatchNormalization", 13, 5, bi, "y1");
+		cur = "y1";
+	}
+	if (cc->act1) {
+		add_act(g, cc->act1, "act1", cur, "y2");
+		cur = "y2";
+	}
+	if (cc->add) {
+		g_input(g, "r", rd);
+		const char *ai[2] = {"r", cur}; /* the residual first: either order is an Add */
+		g_node(g, "add", "Add", 13, 2, ai, "y3");
+		cur = "y3";
+	}
+	if (cc->act2) {
+		add_act(g, cc->act2, "act2", cur, "y4");
+		cur = "y4";
+	}
+	const char *gi[1] = {cur};
+	g_node(g, "gap", "GlobalAveragePool", 13, 1, gi, "p");
+	g_output(g, cur);
+	g_output(g, "p");
+	if (dfq_graph_finalize(g, &err) != DFQ_OK)
+		fail_msg("finalize: %s", err.msg);
+	return g;
+}
+
+/* Run g on inputs with the given kernels; outputs are new. */
+static void run_graph(const struct dfq_graph *g, bool fast, int nthreads,
+                      struct dfq_tensor *const *in, struct dfq_tensor **out)
+{
+	struct dfq_error err;
+	struct dfq_exec_opts o;
+	dfq_exec_opts_default(&o);
+	o.fast = fast;
+	o.nthreads = nthreads;
+	struct dfq_exec *ex = dfq_exec_new(g, &o, &err);
+	assert_non_null(ex);
+	if (dfq_exec_run(ex, in, out, &err) != DFQ_OK)
+		fail_msg("run: %s", err.msg);
+	dfq_exec_free(ex);
+}
+
+/* How often one run of the fast path ran the case's whole chain as one fused
+ * step (once per sub-batch), 0 if it did not fuse it. */
+static int64_t fused_whole_chain(const struct dfq_graph *g, const struct chain_case *cc,
+                                 struct dfq_tensor *const *in)
+{
+	struct dfq_error err;
+	struct dfq_exec *ex = dfq_exec_new(g, NULL, &err);
+	assert_non_null(ex);
+	dfq_exec_set_profile(ex, true);
+	struct dfq_tensor *out[2] = {NULL, NULL};
+	assert_int_equal(dfq_exec_run(ex, in, out, &err), DFQ_OK);
+	const struct dfq_prof_entry *e;
+	int n = dfq_exec_get_profile(ex, &e);
+	int parts = 1 + cc->bn + (cc->act1 != ACT_NONE) + cc->add + (cc->act2 != ACT_NONE);
+	int64_t found = 0;
+	for (int i = 0; i < n; i++) {
+		if (strcmp(e[i].node, "conv") != 0)
+			continue;
+		int plus = 0;
+		for (const char *c = e[i].op; *c; c++)
+			plus += *c == '+';
+		found = plus + 1 == parts ? e[i].calls : 0;
+	}
+	dfq_tensor_free(out[0]);
+	dfq_tensor_free(out[1]);
+	dfq_exec_free(ex);
+	return found;
+}
+
+static void run_chain_case(const struct chain_case *cc, int64_t n, const char *what)
+{
+	struct dfq_graph *g = chain_graph(cc);
+	int64_t xd[4] = {n, cc->c, cc->h, cc->w};
+	int64_t rd[4] = {n, cc->m, out_len(cc, cc->h, cc->kh), out_len(cc, cc->w, cc->kw)};
+	struct dfq_tensor *in[2] = {rand_tensor(4, xd), cc->add ? rand_tensor(4, rd) : NULL};
+	struct dfq_tensor *ref[2], *got[2];
+	run_graph(g, false, 1, in, ref);
+	for (int generic = 0; generic < 2; generic++) {
+		fused_force_generic(generic);
+		for (int threads = 1; threads <= 2; threads++) {
+			char msg[256];
+			snprintf(msg, sizeof msg, "%s (batch %lld, %s, %d threads)", what,
+			         (long long)n, fused_isa(), threads);
+			run_graph(g, true, threads, in, got);
+			assert_close(ref[0], got[0], msg);
+			assert_close(ref[1], got[1], msg);
+			dfq_tensor_free(got[0]);
+			dfq_tensor_free(got[1]);
+		}
+	}
+	fused_force_generic(false);
+	/* batches of more than 32 images (SUB_BATCH in optimize.c) run in parts */
+	int64_t runs = fused_whole_chain(g, cc, in), parts = n > 32 ? (n + 31) / 32 : 1;
+	if (runs != parts)
+		fail_msg("%s: the chain ran as one step %lld times, not %lld", what,
+		         (long long)runs, (long long)parts);
+	dfq_tensor_free(ref[0]);
+	dfq_tensor_free(ref[1]);
+	dfq_tensor_free(in[0]);
+	dfq_tensor_free(in[1]);
+	dfq_graph_free(g);
+}
+
+static const struct chain_case chain_cases[] = {
+    /* c, h, w, m, kh, kw, s, d, pb, pe, dw, bias, bn, add, act1, act2 */
+    {16, 7, 7, 24, 1, 1, 1, 1, 0, 0, false, false, true, true, ACT_NONE, ACT_NONE},
+    {8, 14, 14, 13, 1, 1, 1, 1, 0, 0, false, true, true, false, ACT_CLIP6, ACT_NONE},
+    {8, 9, 11, 16, 3, 3, 1, 1, 1, 1, false, false, true, true, ACT_NONE, ACT_RELU},
+    {5, 12, 12, 7, 3, 3, 2, 1, 1, 1, false, true, false, false, ACT_RELU, ACT_NONE},
+    {5, 13, 11, 7, 3, 3, 2, 1, 1, 1, false, true, true, true, ACT_CLIP, ACT_CLIP6},
+    {6, 10, 10, 9, 3, 3, 1, 1, 0, 0, false, false, true, false, ACT_RELU, ACT_NONE},
+    {4, 11, 9, 8, 3, 3, 1, 2, 2, 2, false, true, true, true, ACT_NONE, ACT_RELU},
+    {4, 12, 12, 8, 1, 1, 2, 1, 0, 0, false, false, true, true, ACT_NONE, ACT_RELU},
+    {3, 9, 9, 5, 5, 3, 1, 1, 2, 1, false, true, false, false, ACT_NONE, ACT_NONE},
+    {32, 14, 14, 32, 3, 3, 1, 1, 1, 1, true, false, true, false, ACT_CLIP6, ACT_NONE},
+    {16, 14, 14, 16, 3, 3, 2, 1, 1, 1, true, false, true, false, ACT_CLIP6, ACT_NONE},
+    {16, 7, 7, 16, 3, 3, 1, 1, 1, 1, true, true, true, true, ACT_RELU, ACT_CLIP},
+    {6, 13, 9, 12, 3, 3, 2, 1, 1, 1, true, true, false, false, ACT_NONE, ACT_NONE},
+    {6, 10, 10, 6, 3, 3, 1, 1, 0, 0, true, false, true, true, ACT_CLIP, ACT_NONE},
+    {5, 12, 12, 5, 5, 5, 1, 2, 4, 4, true, true, true, false, ACT_RELU, ACT_NONE},
+    {3, 9, 8, 6, 3, 3, 1, 1, 1, 1, true, true, true, true, ACT_NONE, ACT_RELU},
+    {2, 70, 70, 2, 3, 3, 1, 1, 1, 1, true, true, true, false, ACT_CLIP6, ACT_NONE},
+};
+
+static void test_fused_chains(void **state)
+{
+	for (size_t i = 0; i < sizeof chain_cases / sizeof chain_cases[0]; i++) {
+		char what[64];
+		snprintf(what, sizeof what, "chain case %zu", i);
+		run_chain_case(&chain_cases[i], 1, what);
+		run_chain_case(&chain_cases[i], 3, what);
+	}
+}
+
+/* A batch larger than the plan's sub-batch runs as sub-batches (the chain
+ * graphs treat images independently): the same results. */
+static void test_fused_sub_batches(void **state)
+{
+	run_chain_case(&chain_cases[2], 70, "sub-batches, 3x3 + add");
+	run_chain_case(&chain_cases[11], 33, "sub-batches, depthwise + add");
+}
+
+/* Random geometries, small enough for the sanitizer build. */
+static void test_fused_random(void **state)
+{
+	for (int it = 0; it < 24; it++) {
+		struct chain_case cc = {
+		    .c = rnd_int(1, 12),
+		    .h = rnd_int(3, 16),
+		    .w = rnd_int(3, 16),
+		    .kh = rnd_int(1, 3) * 2 - 1,
+		    .s = rnd_int(1, 2),
+		    .d = rnd_int(1, 2),
+		    .dw = rnd() % 3 == 0,
+		    .bias = rnd() % 2,
+		    .bn = rnd() % 2,
+		    .add = rnd() % 2,
+		    .act1 = (enum act)rnd_int(0, 3),
+		    .act2 = (enum act)rnd_int(0, 3),
+		};
+		cc.kw = rnd() % 2 ? cc.kh : 1;
+		cc.pb = rnd_int(0, (cc.kh - 1) * cc.d / 2 + 1);
+		cc.pe = rnd_int(0, cc.pb);
+		cc.m = cc.dw ? cc.c * rnd_int(1, 2) : rnd_int(1, 20);
+		if (cc.act2 && !cc.add)
+			cc.act2 = ACT_NONE; /* a second activation needs the Add before it */
+		if (out_len(&cc, cc.h, cc.kh) < 1 || out_len(&cc, cc.w, cc.kw) < 1)
+			continue;
+		char what[64];
+		snprintf(what, sizeof what, "random chain %d", it);
+		run_chain_case(&cc, rnd_int(1, 4), what);
+	}
+}
+
+/* The plan refolds BatchNormalization when an override changes the weights. */
+static void test_fused_override(void **state)
+{
+	const struct chain_case cc = {8, 9, 9,     12,   3,    3,     1,        1,
+	                              1, 1, false, true, true, false, ACT_RELU, ACT_NONE};
+	struct dfq_graph *g = chain_graph(&cc);
+	int64_t xd[4] = {2, cc.c, cc.h, cc.w};
+	struct dfq_tensor *in[1] = {rand_tensor(4, xd)};
+	int wv = dfq_graph_find_value(g, "w"), vv = dfq_graph_find_value(g, "var");
+	struct dfq_tensor *w2 = dfq_tensor_clone(g->values[wv].init, NULL);
+	struct dfq_tensor *v2 = dfq_tensor_clone(g->values[vv].init, NULL);
+	for (int64_t i = 0; i < w2->numel; i++)
+		dfq_tensor_f32(w2)[i] *= -0.5f;
+	for (int64_t i = 0; i < v2->numel; i++)
+		dfq_tensor_f32(v2)[i] *= 3.0f;
+	struct dfq_error err;
+	struct dfq_exec_opts o;
+	dfq_exec_opts_default(&o);
+	struct dfq_exec *fast = dfq_exec_new(g, &o, &err);
+	o.fast = false;
+	struct dfq_exec *slow = dfq_exec_new(g, &o, &err);
+	assert_non_null(fast);
+	assert_non_null(slow);
+	for (int round = 0; round < 3; round++) {
+		/* round 0: graph weights; 1: both overridden; 2: cleared again */
+		if (round == 1) {
+			for (int e = 0; e < 2; e++) {
+				struct dfq_exec *ex = e ? slow : fast;
+				assert_int_equal(dfq_exec_set_override(ex, wv, w2, &err), DFQ_OK);
+				assert_int_equal(dfq_exec_set_override(ex, vv, v2, &err), DFQ_OK);
+			}
+		} else if (round == 2) {
+			dfq_exec_clear_overrides(fast);
+			dfq_exec_clear_overrides(slow);
+		}
+		struct dfq_tensor *a[2], *b[2];
+		assert_int_equal(dfq_exec_run(fast, in, a, &err), DFQ_OK);
+		assert_int_equal(dfq_exec_run(slow, in, b, &err), DFQ_OK);
+		assert_close(b[0], a[0], "override");
+		assert_close(b[1], a[1], "override");
+		for (int i = 0; i < 2; i++) {
+			dfq_tensor_free(a[i]);
+			dfq_tensor_free(b[i]);
+		}
+	}
+	dfq_exec_free(fast);
+	dfq_exec_free(slow);
+	dfq_tensor_free(w2);
+	dfq_tensor_free(v2);
+	dfq_tensor_free(in[0]);
+	dfq_graph_free(g);
+}
+
+/* A residual whose batch differs at run time broadcasts: the plan hands the run
+ * to the node-by-node executor, which gets it right (and the batch, large
+ * enough to be split, is not split: the inputs' batches differ). */
+static void test_fused_fallback(void **state)
+{
+	const struct chain_case cc = {4, 6, 6,     4,     1,    1,    1,        1,
+	                              0, 0, false, false, true, true, ACT_NONE, ACT_RELU};
+	struct dfq_graph *g = chain_graph(&cc);
+	int64_t xd[4] = {40, 4, 6, 6}, rd[4] = {1, 4, 6, 6};
+	struct dfq_tensor *in[2] = {rand_tensor(4, xd), rand_tensor(4, rd)};
+	struct dfq_tensor *ref[2], *got[2];
+	run_graph(g, false, 1, in, ref);
+	run_graph(g, true, 2, in, got);
+	assert_close(ref[0], got[0], "broadcast residual");
+	assert_close(ref[1], got[1], "broadcast residual");
+	for (int i = 0; i < 2; i++) {
+		dfq_tensor_free(ref[i]);
+		dfq_tensor_free(got[i]);
+		dfq_tensor_free(in[i]);
+	}
+	dfq_graph_free(g);
+}
+
+/* A hook sees every node's output, so it runs node by node, with the same results. */
+static dfq_status count_hook(void *user, const struct dfq_graph *g, int vi, struct dfq_tensor *t,
+                             struct dfq_error *err)
+{
+	(*(int *)user)++;
+	return DFQ_OK;
+}
+
+static void test_fused_hook(void **state)
+{
+	const struct chain_case cc = {6, 8, 8,    6,     3,    3,    1,         1,
+	                              1, 1, true, false, true, true, ACT_CLIP6, ACT_NONE};
+	struct dfq_graph *g = chain_graph(&cc);
+	int64_t xd[4] = {2, 6, 8, 8};
+	struct dfq_tensor *in[2] = {rand_tensor(4, xd), rand_tensor(4, xd)};
+	struct dfq_tensor *ref[2], *got[2];
+	run_graph(g, false, 1, in, ref);
+	struct dfq_error err;
+	struct dfq_exec *ex = dfq_exec_new(g, NULL, &err);
+	assert_non_null(ex);
+	int calls = 0;
+	dfq_exec_set_hook(ex, count_hook, &calls);
+	assert_int_equal(dfq_exec_run(ex, in, got, &err), DFQ_OK);
+	assert_int_equal(calls, g->nnodes);
+	assert_close(ref[0], got[0], "hook");
+	assert_close(ref[1], got[1], "hook");
+	for (int i = 0; i < 2; i++) {
+		dfq_tensor_free(ref[i]);
+		dfq_tensor_free(got[i]);
+		dfq_tensor_free(in[i]);
+	}
+	dfq_exec_free(ex);
+	dfq_graph_free(g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_blas_init),        cmocka_unit_test(test_pool_sum),
-	    cmocka_unit_test(test_pool_nested),      cmocka_unit_test(test_conv_depthwise),
-	    cmocka_unit_test(test_conv_1x1),         cmocka_unit_test(test_conv_gemm),
-	    cmocka_unit_test(test_conv_1d_3d),       cmocka_unit_test(test_conv_random),
-	    cmocka_unit_test(test_conv_3d_fallback), cmocka_unit_test(test_gemm_combos),
+	    cmocka_unit_test(test_blas_init),
+	    cmocka_unit_test(test_pool_sum),
+	    cmocka_unit_test(test_pool_nested),
+	    cmocka_unit_test(test_conv_depthwise),
+	    cmocka_unit_test(test_conv_1x1),
+	    cmocka_unit_test(test_conv_gemm),
+	    cmocka_unit_test(test_conv_1d_3d),
+	    cmocka_unit_test(test_conv_random),
+	    cmocka_unit_test(test_conv_3d_fallback),
+	    cmocka_unit_test(test_gemm_combos),
 	    cmocka_unit_test(test_matmul),
+	    cmocka_unit_test(test_fused_chains),
+	    cmocka_unit_test(test_fused_random),
+	    cmocka_unit_test(test_fused_override),
+	    cmocka_unit_test(test_fused_fallback),
+	    cmocka_unit_test(test_fused_hook),
+	    cmocka_unit_test(test_fused_sub_batches),
 	};
 	DFQ_RUN_TESTS(tests);
 }

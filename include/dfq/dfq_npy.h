@@ -20,4 +20,24 @@ dfq_status dfq_npy_read(const char *path, bool as_float, struct dfq_tensor **out
  * and renames, so a failed write never leaves a partial file at path. */
 dfq_status dfq_npy_write(const char *path, const struct dfq_tensor *t, struct dfq_error *err);
 
+/* Streaming: an open .npy file read piece by piece with pread(), for arrays
+ * larger than memory.  dfq_npy_open() reads and checks the header (and that
+ * the file is exactly as long as the shape says); the caller owns the reader
+ * and frees it with dfq_npy_close(). */
+struct dfq_npy_reader;
+
+dfq_status dfq_npy_open(const char *path, struct dfq_npy_reader **out, struct dfq_error *err);
+void dfq_npy_close(struct dfq_npy_reader *r);
+/* The array's shape; dtype is F32 for float data and I64 for integer or bool
+ * data (what dfq_npy_read() gives with as_float false). */
+void dfq_npy_reader_shape(const struct dfq_npy_reader *r, struct dfq_shape *out);
+/* numpy's name of the stored element type: "float32", "uint8", "int64", ... */
+const char *dfq_npy_reader_dtype(const struct dfq_npy_reader *r);
+/* Elements [first, first + n) of the flattened (C order) array, converted as
+ * dfq_npy_read() converts them.  The _i64 variant refuses float data. */
+dfq_status dfq_npy_read_f32(struct dfq_npy_reader *r, int64_t first, int64_t n, float *out,
+			    struct dfq_error *err);
+dfq_status dfq_npy_read_i64(struct dfq_npy_reader *r, int64_t first, int64_t n, int64_t *out,
+			    struct dfq_error *err);
+
 #endif

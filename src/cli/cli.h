@@ -5,44 +5,86 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "dfq/dfq_data.h"
 #include "dfq/dfq_error.h"
 #include "dfq/dfq_exec.h"
 #include "dfq/dfq_graph.h"
+#include "dfq/dfq_model.h"
+#include "dfq/dfq_quant.h"
 
 /* User-visible settings (`set KEY VALUE`, `show settings`). */
 struct settings {
 	int threads;  /* kernel threads; 0 = all online CPUs */
 	bool fast;    /* fast kernels (false = scalar oracle) */
 	bool errexit; /* a failing script line stops the script */
+	int batch;    /* samples per run in eval (and other data passes) */
+	/* DFQ defaults (quantize, equalize, QuantMeasure) */
+	int wbits, abits, bbits;  /* quantize: weights, activations (0 float), bias (0 float) */
+	dfq_qscheme scheme;       /* asym or sym grids; also equalize's range */
+	bool per_channel;         /* granularity: a weight grid per output channel */
+	dfq_range_src act_range;  /* where activation ranges come from */
+	double n_std;             /* data-free ranges: beta +- n_std |gamma| */
+	bool timing;              /* print each command's wall time and eval's speed */
 };
 
-/* Everything a command can see.  The session owns the graph, its path and
- * the executor; the executor borrows the graph and is rebuilt whenever the
- * model or an execution setting changes. */
+/* An accuracy kept for the deltas `eval` prints. */
+struct eval_mark {
+	bool valid;
+	int64_t n;               /* samples it was measured on */
+	double top1, top5;
+};
+
+/* Everything a command can see.  The session owns the DFQ model (which owns
+ * the graph), its path and the executor; the executor borrows the graph and
+ * is rebuilt whenever the model is replaced or an execution setting changes
+ * (DFQ steps edit the graph in place and keep it). */
 struct session {
-	struct dfq_graph *graph; /* owned, NULL when no model is loaded */
+	struct dfq_model *model; /* owned, NULL when no model is loaded */
+	struct dfq_graph *graph; /* borrowed: model->g (NULL when no model is loaded) */
 	char *model_path;        /* owned, NULL when no model is loaded */
 	struct dfq_exec *exec;   /* owned, created lazily by session_exec() */
+	struct dfq_data *data;   /* owned, NULL until `data SPEC` */
 	struct settings set;
 	bool json;               /* --json: one JSON object per command on stdout */
 	bool quiet;              /* -q: no informational text */
 	bool had_error;          /* some command failed (exit status 1) */
 	int depth;               /* nesting of `source` */
+	struct eval_mark fp32;   /* the model before any step (eval of the unchanged model) */
+	struct eval_mark last;   /* the previous eval */
 };
 
 #define SESSION_MAX_DEPTH 16
 
 void session_init(struct session *s);
 void session_free(struct session *s);
-/* Replace the model: takes ownership of g, copies path, drops the executor. */
+/* Replace the model: takes ownership of g (freed on failure), wraps it in a
+ * DFQ model with the session's settings, copies path, drops the executor.
+ * The accuracy marks go unless path is the current model's (reset). */
 dfq_status session_set_model(struct session *s, struct dfq_graph *g, const char *path,
 			     struct dfq_error *err);
+/* Replace the DFQ model by m (taken; same file, e.g. a folded copy). */
+void session_replace_model(struct session *s, struct dfq_model *m);
+/* A step changed the model in place. */
+void session_model_changed(struct session *s);
+/* QUANT when some layer is quantized, else FP32: how the model "stands". */
+dfq_run_mode session_run_mode(const struct session *s);
+/* True when the model computes what its file does: no step but fold, no
+ * quantization (its eval is the FP32 baseline). */
+bool session_model_pristine(const struct session *s);
 /* The executor for the current model and settings (borrowed from s), built on
  * first use.  NULL with err filled when there is no model or it cannot be built. */
 struct dfq_exec *session_exec(struct session *s, struct dfq_error *err);
+/* Replace the data set (takes ownership of d; NULL drops it). */
+void session_set_data(struct session *s, struct dfq_data *d);
+
+/* Ctrl-C during a long command: between cli_interrupt_catch(true) and
+ * (false) SIGINT only sets a flag, which the command polls with
+ * cli_interrupted() (e.g. between batches) to stop and return to the prompt. */
+void cli_interrupt_catch(bool on);
+bool cli_interrupted(void);
 
 /* The settings table, shared by `set`, `show settings` and completion. */
-enum setting_type { SETTING_INT, SETTING_BOOL };
+enum setting_type { SETTING_INT, SETTING_BOOL, SETTING_CHOICE, SETTING_FLOAT };
 struct setting_def {
 	const char *name;
 	enum setting_type type;
@@ -53,8 +95,10 @@ extern const struct setting_def session_settings[];
 /* Set KEY to VALUE; false with one sentence in why when either is bad. */
 bool session_setting_set(struct session *s, const char *key, const char *value, char *why,
 			 size_t len);
-/* Current value of setting i: as a number (bools are 0/1) and as text. */
+/* Current value of setting i: as a number (bools are 0/1; choices their
+ * index; floats rounded) and as text. */
 int session_setting_int(const struct session *s, int i);
+double session_setting_num(const struct session *s, int i);
 const char *session_setting_str(const struct session *s, int i, char *buf, size_t len);
 
 /* output.c: messages outside any command (warnings from option handling,

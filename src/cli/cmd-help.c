@@ -32,7 +32,7 @@ static enum cmd_retval help_all(struct cmd_ctx *ctx, cJSON *arr)
 		char names[64];
 		snprintf(names, sizeof names, "%s%s%s", e->name, e->alias ? ", " : "",
 			 e->alias ? e->alias : "");
-		cmd_print(ctx, "  %-12s %s", names, e->summary);
+		cmd_print(ctx, "  %-13s %s", names, e->summary);
 		add_json_entry(arr, e);
 	}
 	cmd_print(ctx, "'help COMMAND' shows its usage.  Commands may be shortened to a unique");

@@ -255,7 +255,8 @@ static enum cmd_retval cmd_infer_exec(struct cmd_ctx *ctx, struct args *a)
 	for (int i = 0; rv == CMD_RETURN_NORMAL && i < g->ninputs; i++)
 		rv = read_input(ctx, a->pos[i], &g->values[g->inputs[i]], &ins[i]);
 	if (rv == CMD_RETURN_NORMAL) {
-		if (dfq_exec_run(ex, ins, outs, &err) != DFQ_OK) {
+		/* The model as it stands: fake-quantized once layers are quantized. */
+		if (dfq_model_run(s->model, ex, session_run_mode(s), ins, outs, &err) != DFQ_OK) {
 			/* The executor freed any outputs; never free them twice. */
 			memset(outs, 0, sizeof *outs * (size_t)g->noutputs);
 			rv = cmd_fail(ctx, "%s", err.msg);

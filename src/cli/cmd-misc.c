@@ -1,4 +1,4 @@
-/* cmd-misc.c - quit, set, show and source. */
+/* cmd-misc.c - quit, set, show, source and echo. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,21 +20,33 @@ const struct cmd_entry cmd_quit_entry = {
 	.exec = cmd_quit_exec,
 };
 
+/* A setting's value as JSON: bool, number or string by its type. */
+static void add_setting_json(const struct session *s, cJSON *obj, const char *key, int i)
+{
+	char buf[32];
+	switch (session_settings[i].type) {
+	case SETTING_BOOL:
+		cJSON_AddBoolToObject(obj, key, session_setting_int(s, i));
+		break;
+	case SETTING_INT:
+	case SETTING_FLOAT:
+		cJSON_AddNumberToObject(obj, key, session_setting_num(s, i));
+		break;
+	case SETTING_CHOICE:
+		cJSON_AddStringToObject(obj, key, session_setting_str(s, i, buf, sizeof buf));
+		break;
+	}
+}
+
 static enum cmd_retval cmd_set_exec(struct cmd_ctx *ctx, struct args *a)
 {
 	char why[256];
 	if (!session_setting_set(ctx->s, a->pos[0], a->pos[1], why, sizeof why))
 		return cmd_fail(ctx, "%s", why);
 	cJSON_AddStringToObject(ctx->json, "key", a->pos[0]);
-	for (int i = 0; session_settings[i].name; i++) {
-		if (strcmp(session_settings[i].name, a->pos[0]) != 0)
-			continue;
-		int v = session_setting_int(ctx->s, i);
-		if (session_settings[i].type == SETTING_BOOL)
-			cJSON_AddBoolToObject(ctx->json, "value", v);
-		else
-			cJSON_AddNumberToObject(ctx->json, "value", v);
-	}
+	for (int i = 0; session_settings[i].name; i++)
+		if (strcmp(session_settings[i].name, a->pos[0]) == 0)
+			add_setting_json(ctx->s, ctx->json, "value", i);
 	return CMD_RETURN_NORMAL;
 }
 
@@ -53,13 +65,9 @@ static enum cmd_retval show_settings(struct cmd_ctx *ctx)
 	for (int i = 0; session_settings[i].name; i++) {
 		const struct setting_def *d = &session_settings[i];
 		char buf[32];
-		cmd_print(ctx, "%-8s %-4s  %s", d->name,
+		cmd_print(ctx, "%-11s %-7s  %s", d->name,
 			  session_setting_str(ctx->s, i, buf, sizeof buf), d->help);
-		int v = session_setting_int(ctx->s, i);
-		if (d->type == SETTING_BOOL)
-			cJSON_AddBoolToObject(obj, d->name, v);
-		else
-			cJSON_AddNumberToObject(obj, d->name, v);
+		add_setting_json(ctx->s, obj, d->name, i);
 	}
 	return CMD_RETURN_NORMAL;
 }
@@ -109,4 +117,30 @@ const struct cmd_entry cmd_source_entry = {
 	.args = {NULL, 1, 1},
 	.summary = "run the commands in FILE",
 	.exec = cmd_source_exec,
+};
+
+/* Text for people reading a script's output, and labels for programs
+ * reading its --json (e.g. scripts/ablation marks each pipeline with one). */
+static enum cmd_retval cmd_echo_exec(struct cmd_ctx *ctx, struct args *a)
+{
+	char line[1024];
+	size_t used = 0;
+	line[0] = '\0';
+	for (int i = 0; i < a->npos && used < sizeof line; i++)
+		used += (size_t)snprintf(line + used, sizeof line - used, "%s%s", i ? " " : "",
+					 a->pos[i]);
+	if (used >= sizeof line)
+		return cmd_fail(ctx, "echo: text longer than %zu characters", sizeof line - 1);
+	cmd_print(ctx, "%s", line);
+	cJSON_AddStringToObject(ctx->json, "text", line);
+	return CMD_RETURN_NORMAL;
+}
+
+const struct cmd_entry cmd_echo_entry = {
+	.name = "echo",
+	.alias = NULL,
+	.usage = "echo TEXT...",
+	.args = {NULL, 0, -1},
+	.summary = "print TEXT (in --json: {\"cmd\":\"echo\",\"text\":...}), e.g. to label results",
+	.exec = cmd_echo_exec,
 };

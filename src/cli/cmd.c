@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "cmd.h"
@@ -9,9 +10,25 @@
 const struct cmd_entry *const cmd_table[] = {
 	&cmd_load_entry,
 	&cmd_infer_entry,
+	&cmd_data_entry,
+	&cmd_eval_entry,
+	&cmd_layers_entry,
+	&cmd_info_entry,
+	&cmd_fold_entry,
+	&cmd_relu6_entry,
+	&cmd_clip_entry,
+	&cmd_equalize_entry,
+	&cmd_absorb_entry,
+	&cmd_quantize_entry,
+	&cmd_dequantize_entry,
+	&cmd_measure_entry,
+	&cmd_biascorr_entry,
+	&cmd_error_entry,
+	&cmd_reset_entry,
 	&cmd_set_entry,
 	&cmd_show_entry,
 	&cmd_source_entry,
+	&cmd_echo_entry,
 	&cmd_help_entry,
 	&cmd_quit_entry,
 	NULL,
@@ -234,7 +251,16 @@ enum cmd_retval cmd_run_argv(struct session *s, int argc, char **argv, const cha
 		ctx.json = cJSON_CreateObject();
 		cJSON_AddStringToObject(ctx.json, "cmd", e->name);
 	}
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	enum cmd_retval rv = e->exec(&ctx, &a);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (rv == CMD_RETURN_NORMAL && s->set.timing) {
+		double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+			    (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6;
+		cmd_print(&ctx, "(%.1f ms)", ms);
+		cJSON_AddNumberToObject(ctx.json, "ms", ms);
+	}
 	if (rv == CMD_RETURN_ERROR) {
 		/* Every failure says something, exactly once. */
 		if (!ctx.reported)

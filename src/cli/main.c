@@ -18,6 +18,7 @@ static void usage(FILE *f)
 		"  -x FILE        run the commands in FILE (one per line, # comments), then exit\n"
 		"  -c 'CMDS'      run ';'-separated commands, then exit\n"
 		"  -i             stay interactive after -x/-c\n"
+		"  --data SPEC    open data after the model: 'data SPEC' (see 'help data')\n"
 		"  --json         one JSON object per command result on stdout\n"
 		"  --tui|--no-tui ncurses panes (not available yet) or line mode\n"
 		"  --threads N    kernel threads (0 = all CPUs)\n"
@@ -42,6 +43,7 @@ enum {
 	OPT_NO_TUI,
 	OPT_THREADS,
 	OPT_SCALAR,
+	OPT_DATA,
 };
 
 struct options {
@@ -50,6 +52,7 @@ struct options {
 	bool interactive;
 	bool tui;
 	const char *model;
+	const char *data; /* --data SPEC */
 };
 
 static bool parse_threads(struct session *s, const char *v)
@@ -70,6 +73,7 @@ static int parse_options(int argc, char **argv, struct session *s, struct option
 		{"no-tui", no_argument, NULL, OPT_NO_TUI},
 		{"threads", required_argument, NULL, OPT_THREADS},
 		{"scalar", no_argument, NULL, OPT_SCALAR},
+		{"data", required_argument, NULL, OPT_DATA},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
@@ -90,6 +94,7 @@ static int parse_options(int argc, char **argv, struct session *s, struct option
 		case OPT_TUI: o->tui = true; break;
 		case OPT_NO_TUI: o->tui = false; break;
 		case OPT_SCALAR: s->set.fast = false; break;
+		case OPT_DATA: o->data = optarg; break;
 		case OPT_THREADS:
 			if (!parse_threads(s, optarg))
 				return 1;
@@ -139,6 +144,13 @@ static enum cmd_retval load_model(struct session *s, const char *model)
 	return cmd_run_argv(s, 2, av, NULL, 0);
 }
 
+/* --data SPEC is the command after that: data SPEC. */
+static enum cmd_retval open_data(struct session *s, const char *spec)
+{
+	char *av[] = {"data", (char *)spec, NULL};
+	return cmd_run_argv(s, 2, av, NULL, 0);
+}
+
 int main(int argc, char **argv)
 {
 	struct session s;
@@ -162,6 +174,8 @@ int main(int argc, char **argv)
 	enum cmd_retval rv = CMD_RETURN_NORMAL;
 	if (o.model)
 		rv = load_model(&s, o.model);
+	if (o.data && rv == CMD_RETURN_NORMAL)
+		rv = open_data(&s, o.data);
 	/* A model that failed to load stops a script before it starts. */
 	for (int i = 0; i < o.nactions && rv == CMD_RETURN_NORMAL; i++)
 		rv = run_action(&s, &o.actions[i]);

@@ -2,10 +2,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dfq/dfq_blas.h"
 #include "dfq/dfq_exec.h"
 #include "dfq/dfq_parallel.h"
+#include "optimize.h"
 
 #define SLOTS_MIN 8
 
@@ -19,6 +21,13 @@ struct dfq_exec {
 	 * borrowed; NULL until the first dfq_exec_set_override(). */
 	const struct dfq_tensor **overrides;
 	int noverrides;
+	/* The fused fast path (optimize.c): built on the first fast run without a
+	 * hook, owned.  A hook needs every node's output, so it runs node by node. */
+	struct dfq_plan *plan;
+	bool ran_plan;                    /* the last run used the plan (for the profile) */
+	bool profile;                     /* time each step (dfq_exec_set_profile) */
+	struct dfq_prof_entry *node_prof; /* owned, per node, for runs node by node */
+	int node_prof_n;                  /* its entries (the graph's nodes when it was set up) */
 };
 
 /* Per-run state.  vals[vi] is the computed tensor of value vi; owned[vi]
@@ -66,6 +75,9 @@ struct dfq_exec *dfq_exec_new(const struct dfq_graph *g, const struct dfq_exec_o
 		free(ex);
 		return NULL;
 	}
+	const char *prof = getenv("DFQ_PROFILE");
+	if (prof && strcmp(prof, "1") == 0)
+		dfq_exec_set_profile(ex, true);
 	return ex;
 }
 
@@ -74,6 +86,8 @@ void dfq_exec_free(struct dfq_exec *ex)
 	if (!ex)
 		return;
 	dfq_pool_free(ex->pool);
+	dfq_plan_free(ex->plan);
+	free(ex->node_prof);
 	free(ex->overrides);
 	free(ex);
 }
@@ -111,9 +125,86 @@ void dfq_exec_clear_overrides(struct dfq_exec *ex)
 		memset(ex->overrides, 0, (size_t)ex->noverrides * sizeof *ex->overrides);
 }
 
+void dfq_exec_set_profile(struct dfq_exec *ex, bool on)
+{
+	ex->profile = on;
+	if (ex->plan)
+		dfq_plan_profile_reset(ex->plan);
+	free(ex->node_prof);
+	ex->node_prof = NULL;
+	ex->node_prof_n = 0;
+}
+
+/* Per-node profile entries for the graph as it is now (it may have been edited
+ * since the last run: then the times start over).  Without memory the
+ * node-by-node path is just not timed. */
+static void node_prof_fit(struct dfq_exec *ex)
+{
+	const struct dfq_graph *g = ex->g;
+	bool same = ex->node_prof && ex->node_prof_n == g->nnodes;
+	for (int ni = 0; same && ni < g->nnodes; ni++)
+		same = ex->node_prof[ni].node == g->nodes[ni].name;
+	if (same)
+		return;
+	free(ex->node_prof);
+	ex->node_prof_n = 0;
+	ex->node_prof = calloc((size_t)g->nnodes + 1, sizeof *ex->node_prof);
+	if (!ex->node_prof)
+		return;
+	ex->node_prof_n = g->nnodes;
+	for (int ni = 0; ni < g->nnodes; ni++) {
+		ex->node_prof[ni].node = g->nodes[ni].name;
+		snprintf(ex->node_prof[ni].op, sizeof ex->node_prof[ni].op, "%s",
+			 g->nodes[ni].op_type);
+	}
+}
+
+int dfq_exec_get_profile(struct dfq_exec *ex, const struct dfq_prof_entry **out)
+{
+	*out = NULL;
+	if (!ex->profile)
+		return 0;
+	if (ex->ran_plan && ex->plan)
+		return dfq_plan_profile(ex->plan, out);
+	*out = ex->node_prof;
+	return ex->node_prof_n;
+}
+
+/* The fused path (optimize.c) when it applies: *done false means run node by node. */
+static dfq_status run_plan(struct dfq_exec *ex, struct dfq_tensor *const *inputs,
+			   struct dfq_tensor **outputs, bool *done, struct dfq_error *err)
+{
+	*done = false;
+	if (!ex->opts.fast || ex->hook)
+		return DFQ_OK;
+	if (!ex->plan) {
+		ex->plan = dfq_plan_new(ex->g, err);
+		if (!ex->plan)
+			return err ? err->status : DFQ_ERR_NOMEM;
+	}
+	struct dfq_plan_env env = {
+	    .pool = ex->pool,
+	    .overrides = ex->overrides,
+	    .noverrides = ex->noverrides,
+	    .profile = ex->profile,
+	};
+	bool fallback = false;
+	dfq_status st = dfq_plan_run(ex->plan, &env, inputs, outputs, &fallback, err);
+	*done = !fallback;
+	ex->ran_plan = *done;
+	return st;
+}
+
 struct dfq_pool *dfq_exec_pool(struct dfq_exec *ex)
 {
 	return ex->pool;
+}
+
+static double now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
 /* Prefix "Conv node 'c1': " unless the message already names the node. */
@@ -345,16 +436,31 @@ dfq_status dfq_exec_run(struct dfq_exec *ex, struct dfq_tensor *const *inputs,
 	const struct dfq_graph *g = ex->g;
 	for (int i = 0; i < g->noutputs; i++)
 		outputs[i] = NULL;
-	struct run r = {0};
-	dfq_status st = run_alloc(&r, g, err);
-	for (int i = 0; i < g->ninputs && st == DFQ_OK; i++) {
-		const struct dfq_value *v = &g->values[g->inputs[i]];
-		st = check_input(v, inputs ? inputs[i] : NULL, err);
-		if (st == DFQ_OK)
-			r.vals[g->inputs[i]] = inputs[i]; /* borrowed: owned stays false */
+	for (int i = 0; i < g->ninputs; i++) {
+		const struct dfq_tensor *t = inputs ? inputs[i] : NULL;
+		dfq_status st = check_input(&g->values[g->inputs[i]], t, err);
+		if (st != DFQ_OK)
+			return st;
 	}
-	for (int ni = 0; ni < g->nnodes && st == DFQ_OK; ni++)
+	bool done;
+	dfq_status st = run_plan(ex, inputs, outputs, &done, err);
+	if (done || st != DFQ_OK)
+		return st;
+	ex->ran_plan = false;
+	if (ex->profile)
+		node_prof_fit(ex);
+	struct run r = {0};
+	st = run_alloc(&r, g, err);
+	for (int i = 0; i < g->ninputs && st == DFQ_OK; i++)
+		r.vals[g->inputs[i]] = inputs[i]; /* borrowed: owned stays false */
+	for (int ni = 0; ni < g->nnodes && st == DFQ_OK; ni++) {
+		double t0 = ex->node_prof ? now() : 0.0;
 		st = run_node(ex, &r, &g->nodes[ni], err);
+		if (ex->node_prof) {
+			ex->node_prof[ni].seconds += now() - t0;
+			ex->node_prof[ni].calls++;
+		}
+	}
 	if (st == DFQ_OK)
 		st = hand_outputs(ex, &r, outputs, err);
 	if (st != DFQ_OK) {

@@ -309,46 +309,56 @@ static dfq_status read_preamble(FILE *f, const char *path, char **text, struct d
 	return DFQ_OK;
 }
 
-/* Convert element i of raw data into t (already allocated with the right
- * dtype).  Values pass through as the nearest representable number. */
-static void convert(const struct npy_header *h, const unsigned char *raw, struct dfq_tensor *t)
+/* Decode one little-endian element at p: integers (and bool) into *v with
+ * true returned, floats into *d with false returned. */
+static bool load_elem(const struct npy_header *h, const unsigned char *p, double *d, int64_t *v)
 {
-	bool to_f32 = t->dtype == DFQ_DTYPE_F32;
-	float *f = to_f32 ? dfq_tensor_f32(t) : NULL;
-	int64_t *q = to_f32 ? NULL : dfq_tensor_i64(t);
-	for (int64_t i = 0; i < t->numel; i++) {
-		const unsigned char *p = raw + (size_t)i * h->esize;
-		uint64_t bits = load_le(p, h->esize);
+	uint64_t bits = load_le(p, h->esize);
+	switch (h->kind) {
+	case NPY_F4: {
+		uint32_t b32 = (uint32_t)bits;
+		float x;
+		memcpy(&x, &b32, 4);
+		*d = x;
+		return false;
+	}
+	case NPY_F8:
+		memcpy(d, &bits, 8);
+		return false;
+	case NPY_I8: *v = (int64_t)bits; break;
+	case NPY_I4: *v = (int32_t)(uint32_t)bits; break;
+	case NPY_I2: *v = (int16_t)(uint16_t)bits; break;
+	case NPY_I1: *v = (int8_t)(uint8_t)bits; break;
+	case NPY_U1:
+	case NPY_U2:
+	case NPY_U4: *v = (int64_t)bits; break;
+	case NPY_B1: *v = bits != 0; break;
+	}
+	return true;
+}
+
+/* Convert n elements of raw data into f (float32) or q (int64), whichever is
+ * not NULL.  Values pass through as the nearest representable number. */
+static void convert_elems(const struct npy_header *h, const unsigned char *raw, int64_t n,
+			  float *f, int64_t *q)
+{
+	for (int64_t i = 0; i < n; i++) {
 		double d = 0;
 		int64_t v = 0;
-		bool is_int = true;
-		switch (h->kind) {
-		case NPY_F4: {
-			uint32_t b32 = (uint32_t)bits;
-			float x;
-			memcpy(&x, &b32, 4);
-			d = x;
-			is_int = false;
-			break;
-		}
-		case NPY_F8:
-			memcpy(&d, &bits, 8);
-			is_int = false;
-			break;
-		case NPY_I8: v = (int64_t)bits; break;
-		case NPY_I4: v = (int32_t)(uint32_t)bits; break;
-		case NPY_I2: v = (int16_t)(uint16_t)bits; break;
-		case NPY_I1: v = (int8_t)(uint8_t)bits; break;
-		case NPY_U1:
-		case NPY_U2:
-		case NPY_U4: v = (int64_t)bits; break;
-		case NPY_B1: v = bits != 0; break;
-		}
-		if (to_f32)
+		bool is_int = load_elem(h, raw + (size_t)i * h->esize, &d, &v);
+		if (f)
 			f[i] = is_int ? (float)v : (float)d;
 		else
 			q[i] = v;
 	}
+}
+
+/* Convert all of raw data into t (already allocated with the right dtype). */
+static void convert(const struct npy_header *h, const unsigned char *raw, struct dfq_tensor *t)
+{
+	bool to_f32 = t->dtype == DFQ_DTYPE_F32;
+	convert_elems(h, raw, t->numel, to_f32 ? dfq_tensor_f32(t) : NULL,
+		      to_f32 ? NULL : dfq_tensor_i64(t));
 }
 
 static dfq_status read_body(FILE *f, const char *path, const struct npy_header *h,
@@ -424,6 +434,177 @@ dfq_status dfq_npy_read(const char *path, bool as_float, struct dfq_tensor **out
 	free(text);
 	fclose(f);
 	return st;
+}
+
+/* --- streaming reads --------------------------------------------------- */
+
+struct dfq_npy_reader {
+	FILE *f;             /* owned; its descriptor is read with pread() */
+	char *path;          /* owned, for messages */
+	struct npy_header h;
+	int64_t numel;
+	off_t data_off;      /* where element 0 starts */
+};
+
+/* numpy's name for an element kind. */
+static const char *kind_name(enum npy_kind k)
+{
+	static const char *const names[] = {
+		[NPY_F4] = "float32", [NPY_F8] = "float64", [NPY_I8] = "int64",
+		[NPY_I4] = "int32",   [NPY_I2] = "int16",   [NPY_I1] = "int8",
+		[NPY_U1] = "uint8",   [NPY_U2] = "uint16",  [NPY_U4] = "uint32",
+		[NPY_B1] = "bool",
+	};
+	return names[k];
+}
+
+/* The data must be exactly as long as the shape says, as dfq_npy_read()
+ * demands: a short file is truncated, a long one is not what it claims. */
+static dfq_status check_data_size(struct dfq_npy_reader *r, struct dfq_error *err)
+{
+	for (int i = 0; i < r->h.ndim; i++)
+		if (r->h.dims[i] < 0)
+			return dfq_error_set(err, DFQ_ERR_PARSE, "%s: negative dimension in shape",
+					     r->path);
+	bool overflow;
+	r->numel = dfq_dims_numel(r->h.ndim, r->h.dims, &overflow);
+	if (overflow || (uint64_t)r->numel > INT64_MAX / 8)
+		return dfq_error_set(err, DFQ_ERR_PARSE, "%s: shape is too large", r->path);
+	long pos = ftell(r->f);
+	struct stat sb;
+	if (pos < 0 || fstat(fileno(r->f), &sb) != 0)
+		return dfq_error_set(err, DFQ_ERR_IO, "cannot read %s: %s", r->path,
+				     strerror(errno));
+	if (!S_ISREG(sb.st_mode))
+		return dfq_error_set(err, DFQ_ERR_IO, "%s is not a regular file", r->path);
+	r->data_off = (off_t)pos;
+	uint64_t have = (uint64_t)sb.st_size - (uint64_t)pos;
+	uint64_t want = (uint64_t)r->numel * r->h.esize;
+	if (have < want)
+		return dfq_error_set(err, DFQ_ERR_PARSE, "%s: truncated data: header promises "
+				     "%llu bytes, file has %llu", r->path, (unsigned long long)want,
+				     (unsigned long long)have);
+	if (have > want)
+		return dfq_error_set(err, DFQ_ERR_PARSE,
+				     "%s: data is longer than the header's shape says", r->path);
+	return DFQ_OK;
+}
+
+dfq_status dfq_npy_open(const char *path, struct dfq_npy_reader **out, struct dfq_error *err)
+{
+	*out = NULL;
+	struct dfq_npy_reader *r = calloc(1, sizeof *r);
+	if (!r || !(r->path = strdup(path))) {
+		free(r);
+		return dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory opening %s", path);
+	}
+	r->f = fopen(path, "rb");
+	if (!r->f) {
+		dfq_status st = dfq_error_set(err, DFQ_ERR_IO, "cannot open %s: %s", path,
+					      strerror(errno));
+		dfq_npy_close(r);
+		return st;
+	}
+	char *text = NULL;
+	dfq_status st = read_preamble(r->f, path, &text, err);
+	if (st == DFQ_OK)
+		st = parse_header(text, path, &r->h, err);
+	free(text);
+	if (st == DFQ_OK)
+		st = check_data_size(r, err);
+	if (st != DFQ_OK) {
+		dfq_npy_close(r);
+		return st;
+	}
+	*out = r;
+	return DFQ_OK;
+}
+
+void dfq_npy_close(struct dfq_npy_reader *r)
+{
+	if (!r)
+		return;
+	if (r->f)
+		fclose(r->f);
+	free(r->path);
+	free(r);
+}
+
+void dfq_npy_reader_shape(const struct dfq_npy_reader *r, struct dfq_shape *out)
+{
+	bool floaty = r->h.kind == NPY_F4 || r->h.kind == NPY_F8;
+	out->dtype = floaty ? DFQ_DTYPE_F32 : DFQ_DTYPE_I64;
+	out->ndim = r->h.ndim;
+	for (int i = 0; i < DFQ_MAX_DIMS; i++)
+		out->dims[i] = i < r->h.ndim ? r->h.dims[i] : 0;
+}
+
+const char *dfq_npy_reader_dtype(const struct dfq_npy_reader *r)
+{
+	return kind_name(r->h.kind);
+}
+
+/* pread() exactly len bytes at off, retrying short reads. */
+static dfq_status pread_all(struct dfq_npy_reader *r, void *buf, size_t len, off_t off,
+			    struct dfq_error *err)
+{
+	unsigned char *p = buf;
+	while (len > 0) {
+		ssize_t got = pread(fileno(r->f), p, len, off);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			return dfq_error_set(err, DFQ_ERR_IO, "cannot read %s: %s", r->path,
+					     strerror(errno));
+		if (got == 0)
+			return dfq_error_set(err, DFQ_ERR_PARSE, "%s: file shrank while being read",
+					     r->path);
+		p += got;
+		len -= (size_t)got;
+		off += got;
+	}
+	return DFQ_OK;
+}
+
+/* Read elements [first, first + n) in chunks through a bounded buffer, so a
+ * large request does not need a second copy of its size. */
+static dfq_status read_range(struct dfq_npy_reader *r, int64_t first, int64_t n, float *f,
+			     int64_t *q, struct dfq_error *err)
+{
+	if (first < 0 || n < 0 || first > r->numel || n > r->numel - first)
+		return dfq_error_set(err, DFQ_ERR_ARG,
+				     "%s: elements [%lld, %lld) are outside the array's %lld",
+				     r->path, (long long)first, (long long)(first + n),
+				     (long long)r->numel);
+	enum { CHUNK = 1 << 16 };
+	unsigned char *buf = malloc(CHUNK * r->h.esize);
+	if (!buf)
+		return dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory reading %s", r->path);
+	dfq_status st = DFQ_OK;
+	for (int64_t done = 0; st == DFQ_OK && done < n; done += CHUNK) {
+		int64_t k = n - done < CHUNK ? n - done : CHUNK;
+		off_t off = r->data_off + (off_t)((first + done) * (int64_t)r->h.esize);
+		st = pread_all(r, buf, (size_t)k * r->h.esize, off, err);
+		if (st == DFQ_OK)
+			convert_elems(&r->h, buf, k, f ? f + done : NULL, q ? q + done : NULL);
+	}
+	free(buf);
+	return st;
+}
+
+dfq_status dfq_npy_read_f32(struct dfq_npy_reader *r, int64_t first, int64_t n, float *out,
+			    struct dfq_error *err)
+{
+	return read_range(r, first, n, out, NULL, err);
+}
+
+dfq_status dfq_npy_read_i64(struct dfq_npy_reader *r, int64_t first, int64_t n, int64_t *out,
+			    struct dfq_error *err)
+{
+	if (r->h.kind == NPY_F4 || r->h.kind == NPY_F8)
+		return dfq_error_set(err, DFQ_ERR_UNSUPPORTED, "%s holds %s data, not integers",
+				     r->path, kind_name(r->h.kind));
+	return read_range(r, first, n, NULL, out, err);
 }
 
 /* --- writing ----------------------------------------------------------- */

@@ -1,0 +1,666 @@
+/* cmd-quant.c - quantize, dequantize, measure (QuantMeasure), biascorr and error. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dfq/dfq_data.h"
+#include "dfq/dfq_npy.h"
+#include "model-cmd.h"
+
+/* Keep calibration batches in memory for the passes of empirical bias
+ * correction when they take no more than this. */
+#define CALIB_CACHE_BYTES ((int64_t)256 << 20)
+
+/* --- quantize / dequantize -------------------------------------------------------- */
+
+struct quant_arg {
+	const bool *sel;
+	struct dfq_qconfig q;
+};
+
+static dfq_status quantize_fn(struct dfq_model *m, void *arg, struct dfq_step_report *rep,
+			      struct dfq_error *err)
+{
+	struct quant_arg *q = arg;
+	return dfq_model_quantize(m, q->sel, &q->q, rep, err);
+}
+
+static bool quantize_row(const struct dfq_model *m, const struct dfq_step_row *r, char *buf,
+			 size_t len)
+{
+	char a[24], b[24], c[24];
+	if (isnan(r->before))
+		snprintf(buf, len, "SQNR %s dB, max |err| %s", mc_num(r->after, a, sizeof a),
+			 mc_num(r->extra, c, sizeof c));
+	else
+		snprintf(buf, len, "SQNR %s dB (was %s), max |err| %s",
+			 mc_num(r->after, a, sizeof a), mc_num(r->before, b, sizeof b),
+			 mc_num(r->extra, c, sizeof c));
+	return false;
+}
+
+/* A bit width flag: 0 is allowed for abits (float activations) and bbits (float bias). */
+static bool bits_flag(struct cmd_ctx *ctx, const struct args *a, const char *name, int *out)
+{
+	const char *v = args_get(a, name);
+	if (!v)
+		return true;
+	long n;
+	bool ok = mc_parse_long(v, &n);
+	if (strcmp(name, "bbits") == 0)
+		ok = ok && (n == 0 || n == 8 || n == 16 || n == 32);
+	else
+		ok = ok && ((n >= DFQ_QBITS_MIN && n <= DFQ_QBITS_MAX) ||
+			    (n == 0 && strcmp(name, "abits") == 0));
+	if (!ok) {
+		if (strcmp(name, "bbits") == 0)
+			cmd_fail(ctx, "--bbits must be 0 (float), 8, 16 or 32, not '%s'", v);
+		else if (strcmp(name, "abits") == 0)
+			cmd_fail(ctx, "--abits must be from %d to %d (or 0: float), not '%s'",
+				 DFQ_QBITS_MIN, DFQ_QBITS_MAX, v);
+		else
+			cmd_fail(ctx, "--%s must be from %d to %d, not '%s'", name, DFQ_QBITS_MIN,
+				 DFQ_QBITS_MAX, v);
+		return false;
+	}
+	*out = (int)n;
+	return true;
+}
+
+/* The session's configuration overridden by the command's flags. */
+static bool qconfig_from_args(struct cmd_ctx *ctx, const struct args *a, struct dfq_qconfig *q)
+{
+	mc_session_qconfig(ctx->s, q);
+	if (!bits_flag(ctx, a, "wbits", &q->wbits) || !bits_flag(ctx, a, "abits", &q->abits) ||
+	    !bits_flag(ctx, a, "bbits", &q->bbits))
+		return false;
+	if (args_has(a, "sym") && args_has(a, "asym"))
+		return cmd_fail(ctx, "give --sym or --asym, not both"), false;
+	if (args_has(a, "per-channel") && args_has(a, "per-tensor"))
+		return cmd_fail(ctx, "give --per-channel or --per-tensor, not both"), false;
+	if (args_has(a, "sym"))
+		q->scheme = DFQ_QSCHEME_SYM;
+	if (args_has(a, "asym"))
+		q->scheme = DFQ_QSCHEME_ASYM;
+	if (args_has(a, "per-channel"))
+		q->per_channel = true;
+	if (args_has(a, "per-tensor"))
+		q->per_channel = false;
+	return true;
+}
+
+static enum cmd_retval cmd_quantize_exec(struct cmd_ctx *ctx, struct args *a)
+{
+	struct dfq_model *m = mc_model(ctx);
+	if (!m)
+		return CMD_RETURN_ERROR;
+	struct quant_arg qa;
+	if (!qconfig_from_args(ctx, a, &qa.q))
+		return CMD_RETURN_ERROR;
+	bool *sel = mc_targets(ctx, m, a->npos, a->pos);
+	if (!sel)
+		return CMD_RETURN_ERROR;
+	qa.sel = sel;
+	struct dfq_step_report rep;
+	enum cmd_retval rv = mc_run_step(ctx, true, quantize_fn, &qa, &rep);
+	free(sel);
+	if (rv != CMD_RETURN_NORMAL)
+		return rv;
+	static const struct mc_row_keys keys = {"sqnr_before", "sqnr_db", NULL, NULL, "max_err"};
+	mc_print_report(ctx, ctx->s->model, &rep, quantize_row, &keys);
+	char cfg[96];
+	cJSON_AddStringToObject(ctx->json, "config", mc_qconfig_str(&qa.q, cfg, sizeof cfg));
+	cJSON_AddNumberToObject(ctx->json, "wbits", qa.q.wbits);
+	cJSON_AddNumberToObject(ctx->json, "abits", qa.q.abits);
+	cJSON_AddNumberToObject(ctx->json, "bbits", qa.q.bbits);
+	dfq_step_report_free(&rep);
+	return CMD_RETURN_NORMAL;
+}
+
+/* clang-format off */
+static const struct args_flag quantize_flags[] = {
+	{"wbits", true},
+	{"abits", true},
+	{"bbits", true},
+	{"per-channel", false},
+	{"per-tensor", false},
+	{"sym", false},
+	{"asym", false},
+	{NULL, false},
+};
+/* clang-format on */
+
+const struct cmd_entry cmd_quantize_entry = {
+	.name = "quantize",
+	.alias = NULL,
+	.usage = "quantize LAYER...|all [--wbits N] [--abits N] [--bbits N] "
+		 "[--per-channel|--per-tensor] [--sym|--asym]",
+	.args = {quantize_flags, 1, -1},
+	.summary = "fake-quantize the weights (and output activations) of layers",
+	.exec = cmd_quantize_exec,
+};
+
+static dfq_status dequantize_fn(struct dfq_model *m, void *arg, struct dfq_step_report *rep,
+				struct dfq_error *err)
+{
+	return dfq_model_dequantize(m, arg, rep, err);
+}
+
+static enum cmd_retval cmd_dequantize_exec(struct cmd_ctx *ctx, struct args *a)
+{
+	struct dfq_model *m = mc_model(ctx);
+	if (!m)
+		return CMD_RETURN_ERROR;
+	static char all[] = "all";
+	char *def[] = {all};
+	bool *sel = a->npos ? mc_targets(ctx, m, a->npos, a->pos) : mc_targets(ctx, m, 1, def);
+	if (!sel)
+		return CMD_RETURN_ERROR;
+	struct dfq_step_report rep;
+	enum cmd_retval rv = mc_run_step(ctx, false, dequantize_fn, sel, &rep);
+	free(sel);
+	if (rv != CMD_RETURN_NORMAL)
+		return rv;
+	static const struct mc_row_keys keys = {NULL, NULL, NULL, NULL, "wbits_before"};
+	mc_print_report(ctx, ctx->s->model, &rep, NULL, &keys);
+	dfq_step_report_free(&rep);
+	return CMD_RETURN_NORMAL;
+}
+
+const struct cmd_entry cmd_dequantize_entry = {
+	.name = "dequantize",
+	.alias = NULL,
+	.usage = "dequantize [LAYER...|all]",
+	.args = {NULL, 0, -1},
+	.summary = "back to float weights and activations for layers (default: all)",
+	.exec = cmd_dequantize_exec,
+};
+
+/* --- the calibration slice --------------------------------------------------------- */
+
+/* Calibration batches of the session's data, read on demand and kept when
+ * they are small enough (the model makes several passes). */
+struct calib {
+	struct dfq_data *d;
+	int64_t n, batch, nbatches;
+	bool cache;
+	struct dfq_tensor **held; /* owned: nbatches entries (cache) or 1 (the current) */
+	bool interrupted;
+};
+
+static void calib_free(struct calib *c)
+{
+	int64_t nh = c->cache ? c->nbatches : 1;
+	for (int64_t i = 0; c->held && i < nh; i++)
+		dfq_tensor_free(c->held[i]);
+	free(c->held);
+	c->held = NULL;
+}
+
+/* Set up the calibration samples of the session's data, fitted to the
+ * model's input: all of the slice, or --n of them when a has it (a may be
+ * NULL).  Reports and returns false on error. */
+static bool calib_open(struct cmd_ctx *ctx, const struct args *a, struct calib *c)
+{
+	struct session *s = ctx->s;
+	memset(c, 0, sizeof *c);
+	if (!s->data)
+		return cmd_fail(ctx, "no data set; use 'data SPEC' first (e.g. 'data fmnist')"),
+		       false;
+	const struct dfq_graph *g = s->model->g;
+	if (g->ninputs != 1)
+		return cmd_fail(ctx, "data passes need a model with one input; this one has %d",
+				g->ninputs),
+		       false;
+	struct dfq_error err;
+	const struct dfq_value *in = &g->values[g->inputs[0]];
+	if (dfq_data_fit(s->data, in->name, &in->shape, &err) != DFQ_OK)
+		return cmd_fail(ctx, "%s", err.msg), false;
+	int64_t avail = dfq_data_count(s->data, DFQ_SPLIT_CALIB);
+	if (avail <= 0)
+		return cmd_fail(ctx,
+				"the data set has no calibration slice (see 'data ... --calib N')"),
+		       false;
+	long n = (long)avail;
+	if (a && !mc_flag_long(ctx, a, "n", 1, (long)avail, &n))
+		return false;
+	c->d = s->data;
+	c->n = n;
+	c->batch = s->set.batch > 0 ? s->set.batch : 64;
+	c->nbatches = (c->n + c->batch - 1) / c->batch;
+	c->cache =
+		c->n * dfq_data_sample_numel(s->data) * (int64_t)sizeof(float) <= CALIB_CACHE_BYTES;
+	c->held = calloc((size_t)(c->cache ? c->nbatches : 1), sizeof *c->held);
+	if (!c->held)
+		return cmd_fail(ctx, "out of memory"), false;
+	return true;
+}
+
+static dfq_status calib_get(struct calib *c, int64_t index, const struct dfq_tensor **x,
+			    struct dfq_error *err)
+{
+	*x = NULL;
+	if (index < 0 || index >= c->nbatches)
+		return DFQ_OK;
+	if (cli_interrupted()) {
+		c->interrupted = true;
+		return dfq_error_set(err, DFQ_ERR_ARG, "interrupted");
+	}
+	struct dfq_tensor **slot = c->cache ? &c->held[index] : &c->held[0];
+	if (!c->cache) {
+		dfq_tensor_free(*slot);
+		*slot = NULL;
+	}
+	if (!*slot) {
+		int64_t first = index * c->batch;
+		int64_t n = c->n - first < c->batch ? c->n - first : c->batch;
+		dfq_status st = dfq_data_batch(c->d, DFQ_SPLIT_CALIB, first, n, slot, NULL, err);
+		if (st != DFQ_OK)
+			return st;
+	}
+	*x = *slot;
+	return DFQ_OK;
+}
+
+static dfq_status calib_next(void *user, int64_t index, const struct dfq_tensor **x,
+			     struct dfq_error *err)
+{
+	return calib_get(user, index, x, err);
+}
+
+/* --- measure ---------------------------------------------------------------------- */
+
+static const char *point_label(const struct dfq_model *m, const struct dfq_apoint *p, char *buf,
+			       size_t len)
+{
+	if (p->kind == DFQ_APOINT_LAYER)
+		snprintf(buf, len, "%s", mc_layer_name(m, p->layer));
+	else
+		snprintf(buf, len, "%s", m->g->values[p->vi].name);
+	return buf;
+}
+
+static int point_width(const struct dfq_model *m)
+{
+	int w = mc_name_width(m);
+	for (int i = 0; i < m->npoints; i++) {
+		char b[160];
+		int n = (int)strlen(point_label(m, &m->points[i], b, sizeof b));
+		w = n > w ? n : w;
+	}
+	return w > 48 ? 48 : w;
+}
+
+static void range_text(const struct dfq_range *r, char *buf, size_t len)
+{
+	if (r->valid)
+		snprintf(buf, len, "[%.4g, %.4g]", (double)r->lo, (double)r->hi);
+	else
+		snprintf(buf, len, "-");
+}
+
+static void point_json(cJSON *arr, const struct dfq_model *m, int i)
+{
+	const struct dfq_apoint *p = &m->points[i];
+	cJSON *o = cJSON_CreateObject();
+	if (!o)
+		return;
+	char b[160];
+	cJSON_AddNumberToObject(o, "point", i);
+	cJSON_AddStringToObject(o, "kind", dfq_apoint_kind_name(p->kind));
+	cJSON_AddStringToObject(o, "name", point_label(m, p, b, sizeof b));
+	cJSON_AddStringToObject(o, "tensor", m->g->values[p->vi].name);
+	if (p->layer >= 0)
+		cJSON_AddNumberToObject(o, "layer", p->layer);
+	mc_json_range(o, "bn", p->bn.valid, p->bn.lo, p->bn.hi);
+	mc_json_range(o, "minmax", p->minmax.valid, p->minmax.lo, p->minmax.hi);
+	mc_json_range(o, "global", p->global.valid, p->global.lo, p->global.hi);
+	mc_json_range(o, "percentile", p->pct.valid, p->pct.lo, p->pct.hi);
+	cJSON_AddStringToObject(o, "used", dfq_range_src_name(p->used));
+	cJSON_AddBoolToObject(o, "enabled", p->enabled);
+	if (!cJSON_AddItemToArray(arr, o))
+		cJSON_Delete(o);
+}
+
+/* One line per activation point: its BN range, or its data ranges. */
+static void print_points(struct cmd_ctx *ctx, const struct dfq_model *m, bool data)
+{
+	int w = point_width(m);
+	cJSON *arr = cJSON_AddArrayToObject(ctx->json, "points");
+	if (data)
+		cmd_print(ctx, "  %-6s  %-*s  %-22s  %-22s  %-22s", "kind", w, "tensor", "minmax",
+			  "global", "percentile");
+	else
+		cmd_print(ctx, "  %-6s  %-*s  %-22s  %s", "kind", w, "tensor", "bn range", "used");
+	for (int i = 0; i < m->npoints; i++) {
+		const struct dfq_apoint *p = &m->points[i];
+		char b[160], r1[48], r2[48], r3[48];
+		point_label(m, p, b, sizeof b);
+		if (data) {
+			range_text(&p->minmax, r1, sizeof r1);
+			range_text(&p->global, r2, sizeof r2);
+			range_text(&p->pct, r3, sizeof r3);
+			cmd_print(ctx, "  %-6s  %-*.*s  %-22s  %-22s  %-22s",
+				  dfq_apoint_kind_name(p->kind), w, w, b, r1, r2, r3);
+		} else {
+			range_text(&p->bn, r1, sizeof r1);
+			cmd_print(ctx, "  %-6s  %-*.*s  %-22s  %s", dfq_apoint_kind_name(p->kind),
+				  w, w, b, r1, dfq_range_src_name(p->used));
+		}
+		if (arr)
+			point_json(arr, m, i);
+	}
+}
+
+static enum cmd_retval measure_bn(struct cmd_ctx *ctx, struct dfq_model *m)
+{
+	struct dfq_step_report rep;
+	struct dfq_error err;
+	dfq_step_report_init(&rep);
+	if (dfq_model_measure_bn(m, &rep, &err) != DFQ_OK)
+		return cmd_fail(ctx, "%s", err.msg);
+	print_points(ctx, m, false);
+	cmd_print(ctx, "%s", rep.summary);
+	cJSON_AddStringToObject(ctx->json, "summary", rep.summary);
+	cJSON_AddNumberToObject(ctx->json, "with_range", rep.nchanged);
+	dfq_step_report_free(&rep);
+	return CMD_RETURN_NORMAL;
+}
+
+bool mc_measure_data(struct cmd_ctx *ctx, struct dfq_model *m, const struct args *a,
+		     int64_t *samples)
+{
+	struct calib c;
+	struct dfq_error err;
+	dfq_error_clear(&err);
+	if (!calib_open(ctx, a, &c))
+		return false;
+	struct dfq_exec *ex = session_exec(ctx->s, &err);
+	dfq_status st = ex ? dfq_model_measure_data_begin(m, NULL, &err) : err.status;
+	cli_interrupt_catch(true);
+	for (int64_t b = 0; st == DFQ_OK && b < c.nbatches; b++) {
+		const struct dfq_tensor *x;
+		st = calib_get(&c, b, &x, &err);
+		if (st == DFQ_OK)
+			st = dfq_model_measure_data_batch(m, ex, x, &err);
+	}
+	cli_interrupt_catch(false);
+	bool stopped = c.interrupted;
+	calib_free(&c);
+	session_model_changed(ctx->s);
+	if (st != DFQ_OK) {
+		/* Half-measured ranges would mislead: forget them. */
+		dfq_model_measure_data_begin(m, NULL, NULL);
+		if (stopped)
+			return cmd_fail(ctx, "measure interrupted; data ranges cleared"), false;
+		return cmd_fail(ctx, "%s", err.msg), false;
+	}
+	*samples = c.n;
+	return true;
+}
+
+static enum cmd_retval measure_data(struct cmd_ctx *ctx, struct dfq_model *m, const struct args *a)
+{
+	int64_t n;
+	if (!mc_measure_data(ctx, m, a, &n))
+		return CMD_RETURN_ERROR;
+	print_points(ctx, m, true);
+	cmd_print(ctx, "measured %d activation tensors on %lld calibration samples", m->npoints,
+		  (long long)n);
+	if (m->range_src == DFQ_RANGE_BN && m->has_stats)
+		cmd_print(ctx, "note: act-range is bn, so quantization keeps the BN ranges where "
+			       "there are any; 'set act-range minmax' uses these");
+	cJSON_AddNumberToObject(ctx->json, "samples", (double)n);
+	cJSON_AddStringToObject(ctx->json, "act_range", dfq_range_src_name(m->range_src));
+	return CMD_RETURN_NORMAL;
+}
+
+static enum cmd_retval cmd_measure_exec(struct cmd_ctx *ctx, struct args *a)
+{
+	struct dfq_model *m = mc_model(ctx);
+	if (!m)
+		return CMD_RETURN_ERROR;
+	const char *what = a->npos ? a->pos[0] : (m->range_src == DFQ_RANGE_BN ? "bn" : "data");
+	cJSON_AddStringToObject(ctx->json, "source", what);
+	if (strcmp(what, "bn") == 0) {
+		if (args_get(a, "n"))
+			return cmd_fail(ctx, "measure bn takes no --n (it reads no data)");
+		return measure_bn(ctx, m);
+	}
+	if (strcmp(what, "data") == 0)
+		return measure_data(ctx, m, a);
+	return cmd_fail(ctx, "measure: '%s' is not a source; use bn or data", what);
+}
+
+static const struct args_flag n_flags[] = {
+	{"n", true},
+	{NULL, false},
+};
+
+const struct cmd_entry cmd_measure_entry = {
+	.name = "measure",
+	.alias = NULL,
+	.usage = "measure [bn|data] [--n N]",
+	.args = {n_flags, 0, 1},
+	.summary = "activation ranges (QuantMeasure): data-free from BatchNorm, or from data",
+	.exec = cmd_measure_exec,
+};
+
+/* --- biascorr -------------------------------------------------------------------- */
+
+static dfq_status biascorr_fn(struct dfq_model *m, void *arg, struct dfq_step_report *rep,
+			      struct dfq_error *err)
+{
+	return dfq_model_biascorr_analytic(m, arg, rep, err);
+}
+
+static bool biascorr_row(const struct dfq_model *m, const struct dfq_step_row *r, char *buf,
+			 size_t len)
+{
+	char a[24], b[24], c[24];
+	snprintf(buf, len, "expected error %s -> %s (max correction %s)",
+		 mc_num(r->before, a, sizeof a), mc_num_small(r->after, r->before, b, sizeof b),
+		 mc_num(r->extra, c, sizeof c));
+	return true;
+}
+
+static bool biascorr_emp_row(const struct dfq_model *m, const struct dfq_step_row *r, char *buf,
+			     size_t len)
+{
+	char a[24], b[24];
+	snprintf(buf, len, "mean error %s, correction %s", mc_num(r->before, a, sizeof a),
+		 mc_num(r->after, b, sizeof b));
+	return true;
+}
+
+static enum cmd_retval biascorr_empirical(struct cmd_ctx *ctx, struct dfq_model *m, const bool *sel,
+					  const struct args *a)
+{
+	struct calib c;
+	struct dfq_error err;
+	dfq_error_clear(&err);
+	if (!m->folded)
+		return cmd_fail(ctx, "fold and quantize the layers before bias correction");
+	if (!calib_open(ctx, a, &c))
+		return CMD_RETURN_ERROR;
+	struct dfq_exec *ex = session_exec(ctx->s, &err);
+	struct dfq_step_report rep;
+	dfq_step_report_init(&rep);
+	cli_interrupt_catch(true);
+	dfq_status st = ex ? dfq_model_biascorr_empirical(m, ex, sel, calib_next, &c, &rep, &err)
+			   : err.status;
+	cli_interrupt_catch(false);
+	bool stopped = c.interrupted;
+	calib_free(&c);
+	if (st != DFQ_OK)
+		return cmd_fail(ctx, "%s",
+				stopped ? "biascorr interrupted; nothing changed" : err.msg);
+	session_model_changed(ctx->s);
+	static const struct mc_row_keys keys = {"mean_err", "correction", NULL, NULL, "samples"};
+	mc_print_report(ctx, m, &rep, biascorr_emp_row, &keys);
+	cJSON_AddBoolToObject(ctx->json, "empirical", true);
+	cJSON_AddNumberToObject(ctx->json, "samples", (double)c.n);
+	dfq_step_report_free(&rep);
+	return CMD_RETURN_NORMAL;
+}
+
+static enum cmd_retval cmd_biascorr_exec(struct cmd_ctx *ctx, struct args *a)
+{
+	struct dfq_model *m = mc_model(ctx);
+	if (!m)
+		return CMD_RETURN_ERROR;
+	if (args_get(a, "n") && !args_has(a, "empirical"))
+		return cmd_fail(ctx,
+				"--n goes with --empirical (analytic correction reads no data)");
+	bool *sel = mc_targets(ctx, m, a->npos, a->pos);
+	if (!sel)
+		return CMD_RETURN_ERROR;
+	enum cmd_retval rv;
+	if (args_has(a, "empirical")) {
+		rv = biascorr_empirical(ctx, m, sel, a);
+		free(sel);
+		return rv;
+	}
+	struct dfq_step_report rep;
+	rv = mc_run_step(ctx, true, biascorr_fn, sel, &rep);
+	free(sel);
+	if (rv != CMD_RETURN_NORMAL)
+		return rv;
+	static const struct mc_row_keys keys = {"err_before", "err_after", NULL, NULL,
+						"max_correction"};
+	mc_print_report(ctx, ctx->s->model, &rep, biascorr_row, &keys);
+	cJSON_AddBoolToObject(ctx->json, "empirical", false);
+	cJSON_AddBoolToObject(ctx->json, "has_stats", rep.has_stats);
+	dfq_step_report_free(&rep);
+	return CMD_RETURN_NORMAL;
+}
+
+static const struct args_flag biascorr_flags[] = {
+	{"empirical", false},
+	{"n", true},
+	{NULL, false},
+};
+
+const struct cmd_entry cmd_biascorr_entry = {
+	.name = "biascorr",
+	.alias = NULL,
+	.usage = "biascorr LAYER...|all [--empirical [--n N]]",
+	.args = {biascorr_flags, 1, -1},
+	.summary = "bias correction: analytic from BN statistics, or empirical from data",
+	.exec = cmd_biascorr_exec,
+};
+
+/* --- error ------------------------------------------------------------------------ */
+
+/* Up to max values of t on one line, with "... (N in all)" when cut. */
+static void print_values(struct cmd_ctx *ctx, const struct dfq_tensor *t, int64_t max)
+{
+	char line[1024];
+	size_t used = 0;
+	line[0] = '\0';
+	const float *x = dfq_tensor_f32(t);
+	int64_t n = t->numel < max ? t->numel : max;
+	for (int64_t i = 0; i < n && used < sizeof line; i++)
+		used += (size_t)snprintf(line + used, sizeof line - used, "%s%.4g", i ? " " : "",
+					 (double)x[i]);
+	if (n < t->numel)
+		cmd_print(ctx,
+			  "  %s ... (%lld values in all; --out FILE.npy or --json for every one)",
+			  line, (long long)t->numel);
+	else
+		cmd_print(ctx, "  %s", line);
+}
+
+static void error_json(struct cmd_ctx *ctx, const struct dfq_tensor *t,
+		       const struct dfq_qerr_stats *st)
+{
+	cJSON *j = ctx->json;
+	if (!j)
+		return;
+	mc_json_num(j, "sqnr_db", st->sqnr_db);
+	mc_json_num(j, "max_abs", st->max_abs);
+	mc_json_num(j, "mean_abs", st->mean_abs);
+	mc_json_num(j, "mean", st->mean);
+	mc_json_num(j, "rms", st->rms);
+	cJSON *dims = cJSON_AddArrayToObject(j, "shape");
+	for (int i = 0; dims && i < t->ndim; i++) {
+		cJSON *d = cJSON_CreateNumber((double)t->dims[i]);
+		if (!cJSON_AddItemToArray(dims, d))
+			cJSON_Delete(d);
+	}
+	cJSON *vals = cJSON_AddArrayToObject(j, "values");
+	const float *x = dfq_tensor_f32(t);
+	for (int64_t i = 0; vals && i < t->numel; i++) {
+		cJSON *v = cJSON_CreateNumber(x[i]);
+		if (!cJSON_AddItemToArray(vals, v))
+			cJSON_Delete(v);
+	}
+}
+
+static enum cmd_retval cmd_error_exec(struct cmd_ctx *ctx, struct args *a)
+{
+	struct dfq_model *m = mc_model(ctx);
+	if (!m)
+		return CMD_RETURN_ERROR;
+	struct dfq_error err;
+	dfq_error_clear(&err);
+	dfq_qerr_reduce red = DFQ_QERR_CHANNEL;
+	const char *rs = args_get(a, "reduce");
+	if (rs && dfq_qerr_reduce_parse(rs, &red, &err) != DFQ_OK)
+		return cmd_fail(ctx, "%s", err.msg);
+	int li = mc_one_layer(ctx, m, a->pos[0]);
+	if (li < 0)
+		return CMD_RETURN_ERROR;
+	const struct dfq_layer *L = &m->layers[li];
+	struct dfq_qconfig q;
+	const struct dfq_qconfig *qp = NULL;
+	if (!L->quantized) {
+		mc_session_qconfig(ctx->s, &q);
+		qp = &q;
+	}
+	struct dfq_tensor *eps = NULL;
+	struct dfq_qerr_stats st;
+	if (dfq_model_weight_error(m, li, qp, red, &eps, &st, &err) != DFQ_OK)
+		return cmd_fail(ctx, "%s", err.msg);
+	char cfg[96], shape[160];
+	struct dfq_shape sh;
+	dfq_tensor_shape(eps, &sh);
+	mc_qconfig_str(L->quantized ? &L->q : &q, cfg, sizeof cfg);
+	cmd_print(ctx, "%s: %s%s", mc_layer_name(m, li), cfg,
+		  L->quantized ? "" : " (not quantized: the error it would have)");
+	cmd_print(ctx, "  SQNR %.2f dB, max |err| %.4g, mean |err| %.4g, mean err %.4g, rms %.4g",
+		  st.sqnr_db, st.max_abs, st.mean_abs, st.mean, st.rms);
+	cmd_print(ctx, "  reduce %s: %s", dfq_qerr_reduce_name(red),
+		  dfq_shape_str(&sh, shape, sizeof shape));
+	print_values(ctx, eps, 16);
+	cJSON_AddNumberToObject(ctx->json, "layer", li);
+	cJSON_AddStringToObject(ctx->json, "name", mc_layer_name(m, li));
+	cJSON_AddStringToObject(ctx->json, "config", cfg);
+	cJSON_AddBoolToObject(ctx->json, "quantized", L->quantized);
+	cJSON_AddStringToObject(ctx->json, "reduce", dfq_qerr_reduce_name(red));
+	error_json(ctx, eps, &st);
+	const char *out = args_get(a, "out");
+	enum cmd_retval rv = CMD_RETURN_NORMAL;
+	if (out && dfq_npy_write(out, eps, &err) != DFQ_OK)
+		rv = cmd_fail(ctx, "%s", err.msg);
+	else if (out)
+		cmd_print(ctx, "  wrote %s", out);
+	dfq_tensor_free(eps);
+	return rv;
+}
+
+static const struct args_flag error_flags[] = {
+	{"reduce", true},
+	{"out", true},
+	{NULL, false},
+};
+
+const struct cmd_entry cmd_error_entry = {
+	.name = "error",
+	.alias = NULL,
+	.usage = "error LAYER [--reduce none|sum|mean|channel|spatial] [--out FILE.npy]",
+	.args = {error_flags, 1, 1},
+	.summary = "weight quantization error of a layer: SQNR, max, mean, per channel",
+	.exec = cmd_error_exec,
+};

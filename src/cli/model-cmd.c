@@ -1,0 +1,447 @@
+/* model-cmd.c - helpers shared by the DFQ model commands: targets, steps, numbers, JSON. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model-cmd.h"
+
+struct dfq_model *mc_model(struct cmd_ctx *ctx)
+{
+	if (!ctx->s->model) {
+		cmd_fail(ctx, "no model loaded; use 'load MODEL.onnx' first");
+		return NULL;
+	}
+	return ctx->s->model;
+}
+
+bool *mc_targets(struct cmd_ctx *ctx, const struct dfq_model *m, int nspecs, char *const *specs)
+{
+	bool *sel = calloc((size_t)(m->nlayers ? m->nlayers : 1), sizeof *sel);
+	if (!sel) {
+		cmd_fail(ctx, "out of memory");
+		return NULL;
+	}
+	if (m->nlayers == 0) {
+		free(sel);
+		cmd_fail(ctx, "the model has no Conv, Gemm or MatMul layers with constant weights");
+		return NULL;
+	}
+	struct dfq_error err;
+	dfq_error_clear(&err);
+	if (dfq_model_parse_targets(m, nspecs, (const char *const *)specs, sel, &err) != DFQ_OK) {
+		free(sel);
+		cmd_fail(ctx, "%s", err.msg);
+		return NULL;
+	}
+	return sel;
+}
+
+int mc_one_layer(struct cmd_ctx *ctx, const struct dfq_model *m, const char *spec)
+{
+	bool *sel = mc_targets(ctx, m, 1, (char *const *)&spec);
+	if (!sel)
+		return -1;
+	int li = -1, n = 0;
+	for (int i = 0; i < m->nlayers; i++) {
+		if (sel[i]) {
+			li = li < 0 ? i : li;
+			n++;
+		}
+	}
+	free(sel);
+	if (n != 1) {
+		cmd_fail(ctx, "'%s' names %d layers; give one layer (a name or an index)", spec, n);
+		return -1;
+	}
+	return li;
+}
+
+const char *mc_layer_name(const struct dfq_model *m, int li)
+{
+	if (li < 0 || li >= m->nlayers)
+		return "?";
+	const struct dfq_layer *L = &m->layers[li];
+	return L->alias && *L->alias ? L->alias : L->name;
+}
+
+int mc_name_width(const struct dfq_model *m)
+{
+	int w = 4;
+	for (int i = 0; i < m->nlayers; i++) {
+		int n = (int)strlen(mc_layer_name(m, i));
+		w = n > w ? n : w;
+	}
+	return w > 40 ? 40 : w;
+}
+
+bool mc_parse_long(const char *s, long *out)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || end == s || *end)
+		return false;
+	*out = v;
+	return true;
+}
+
+bool mc_parse_double(const char *s, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || *end || !isfinite(v))
+		return false;
+	*out = v;
+	return true;
+}
+
+bool mc_flag_long(struct cmd_ctx *ctx, const struct args *a, const char *name, long lo, long hi,
+		  long *out)
+{
+	const char *v = args_get(a, name);
+	if (!v)
+		return true;
+	long n;
+	if (!mc_parse_long(v, &n) || n < lo || n > hi) {
+		cmd_fail(ctx, "--%s must be a whole number from %ld to %ld, not '%s'", name, lo, hi,
+			 v);
+		return false;
+	}
+	*out = n;
+	return true;
+}
+
+const char *mc_num(double x, char *buf, size_t len)
+{
+	if (isnan(x))
+		snprintf(buf, len, "-");
+	else if (isinf(x))
+		snprintf(buf, len, "%s", x > 0 ? "inf" : "-inf");
+	else
+		snprintf(buf, len, "%.4g", x);
+	return buf;
+}
+
+const char *mc_num_small(double x, double ref, char *buf, size_t len)
+{
+	if (isfinite(x) && isfinite(ref) && fabs(x) < 1e-5 * fabs(ref))
+		snprintf(buf, len, "~0");
+	else
+		mc_num(x, buf, len);
+	return buf;
+}
+
+void mc_json_num(cJSON *obj, const char *key, double x)
+{
+	if (!obj)
+		return;
+	if (isfinite(x))
+		cJSON_AddNumberToObject(obj, key, x);
+	else
+		cJSON_AddNullToObject(obj, key);
+}
+
+void mc_json_range(cJSON *obj, const char *key, bool valid, double lo, double hi)
+{
+	if (!obj)
+		return;
+	if (!valid) {
+		cJSON_AddNullToObject(obj, key);
+		return;
+	}
+	cJSON *a = cJSON_AddArrayToObject(obj, key);
+	cJSON *x = cJSON_CreateNumber(lo), *y = cJSON_CreateNumber(hi);
+	if (!cJSON_AddItemToArray(a, x))
+		cJSON_Delete(x);
+	if (!cJSON_AddItemToArray(a, y))
+		cJSON_Delete(y);
+}
+
+/* --- steps ------------------------------------------------------------------ */
+
+static void print_fold_first(struct cmd_ctx *ctx, const struct dfq_step_report *fr)
+{
+	cmd_print(ctx, "fold: %s", fr->summary);
+	cJSON *o = cJSON_AddObjectToObject(ctx->json, "fold");
+	if (o) {
+		cJSON_AddStringToObject(o, "summary", fr->summary);
+		cJSON_AddNumberToObject(o, "changed", fr->nchanged);
+	}
+}
+
+enum cmd_retval mc_run_step(struct cmd_ctx *ctx, bool needs_fold, mc_step_fn fn, void *arg,
+			    struct dfq_step_report *rep)
+{
+	struct session *s = ctx->s;
+	struct dfq_model *m = s->model;
+	struct dfq_error err;
+	dfq_error_clear(&err);
+	dfq_step_report_init(rep);
+	if (!needs_fold || m->folded) {
+		if (fn(m, arg, rep, &err) != DFQ_OK)
+			return cmd_fail(ctx, "%s", err.msg);
+		session_model_changed(s);
+		return CMD_RETURN_NORMAL;
+	}
+	/* Fold on a copy: the step may still refuse, and then nothing changed. */
+	struct dfq_model *c = dfq_model_clone(m, &err);
+	if (!c)
+		return cmd_fail(ctx, "%s", err.msg);
+	struct dfq_step_report fr;
+	dfq_step_report_init(&fr);
+	if (dfq_model_fold(c, &fr, &err) != DFQ_OK || fn(c, arg, rep, &err) != DFQ_OK) {
+		dfq_step_report_free(&fr);
+		dfq_model_free(c);
+		return cmd_fail(ctx, "%s", err.msg);
+	}
+	session_replace_model(s, c);
+	print_fold_first(ctx, &fr);
+	dfq_step_report_free(&fr);
+	return CMD_RETURN_NORMAL;
+}
+
+static void row_json(cJSON *arr, const struct dfq_model *m, const struct dfq_step_row *row,
+		     const struct mc_row_keys *k)
+{
+	cJSON *o = cJSON_CreateObject();
+	if (!o)
+		return;
+	cJSON_AddNumberToObject(o, "layer", row->layer);
+	cJSON_AddStringToObject(o, "name", mc_layer_name(m, row->layer));
+	if (row->layer2 >= 0) {
+		cJSON_AddNumberToObject(o, "layer2", row->layer2);
+		cJSON_AddStringToObject(o, "name2", mc_layer_name(m, row->layer2));
+	}
+	cJSON_AddBoolToObject(o, "changed", row->changed);
+	if (k) {
+		const char *keys[5] = {k->before, k->after, k->before2, k->after2, k->extra};
+		double vals[5] = {row->before, row->after, row->before2, row->after2, row->extra};
+		for (int i = 0; i < 5; i++)
+			if (keys[i])
+				mc_json_num(o, keys[i], vals[i]);
+	}
+	cJSON_AddStringToObject(o, "note", row->note);
+	if (!cJSON_AddItemToArray(arr, o))
+		cJSON_Delete(o);
+}
+
+void mc_print_report(struct cmd_ctx *ctx, const struct dfq_model *m,
+		     const struct dfq_step_report *rep, mc_row_fmt fmt,
+		     const struct mc_row_keys *keys)
+{
+	int w = mc_name_width(m);
+	cJSON *arr = cJSON_AddArrayToObject(ctx->json, "rows");
+	for (int i = 0; i < rep->nrows; i++) {
+		const struct dfq_step_row *row = &rep->rows[i];
+		char name[160], figs[256] = "";
+		if (row->layer2 >= 0)
+			snprintf(name, sizeof name, "%s -> %s", mc_layer_name(m, row->layer),
+				 mc_layer_name(m, row->layer2));
+		else
+			snprintf(name, sizeof name, "%s", mc_layer_name(m, row->layer));
+		bool note = true;
+		if (fmt && row->changed)
+			note = fmt(m, row, figs, sizeof figs);
+		const char *sep = *figs && note ? "  " : "";
+		cmd_print(ctx, "  %-*s  %s%s%s", w, name, figs, sep, note ? row->note : "");
+		if (arr)
+			row_json(arr, m, row, keys);
+	}
+	cmd_print(ctx, "%s", rep->summary);
+	cJSON_AddStringToObject(ctx->json, "summary", rep->summary);
+	cJSON_AddNumberToObject(ctx->json, "changed", rep->nchanged);
+	cJSON_AddNumberToObject(ctx->json, "skipped", rep->nskipped);
+}
+
+/* --- quantization configuration ------------------------------------------------- */
+
+void mc_session_qconfig(const struct session *s, struct dfq_qconfig *q)
+{
+	dfq_qconfig_default(q);
+	q->wbits = s->set.wbits;
+	q->abits = s->set.abits;
+	q->bbits = s->set.bbits;
+	q->scheme = s->set.scheme;
+	q->per_channel = s->set.per_channel;
+}
+
+const char *mc_qconfig_str(const struct dfq_qconfig *q, char *buf, size_t len)
+{
+	char a[16] = "A-float", b[24] = "";
+	if (q->abits > 0)
+		snprintf(a, sizeof a, "A%d", q->abits);
+	if (q->bbits == 8 || q->bbits == 16)
+		snprintf(b, sizeof b, " B%d", q->bbits);
+	snprintf(buf, len, "W%d %s%s %s %s", q->wbits, a, b,
+		 q->scheme == DFQ_QSCHEME_SYM ? "sym" : "asym",
+		 q->per_channel ? "per-channel" : "per-tensor");
+	return buf;
+}
+
+/* --- eval: the model as it stands ------------------------------------------------ */
+
+/* "35 of 35 layers quantized (W8 A8 asym per-tensor)", or "mixed" configurations. */
+static void quant_summary(const struct dfq_model *m, char *buf, size_t len)
+{
+	int nq = 0;
+	bool mixed = false;
+	const struct dfq_qconfig *first = NULL;
+	for (int i = 0; i < m->nlayers; i++) {
+		const struct dfq_layer *L = &m->layers[i];
+		if (!L->quantized)
+			continue;
+		nq++;
+		if (!first)
+			first = &L->q;
+		else if (memcmp(first, &L->q, sizeof *first) != 0)
+			mixed = true;
+	}
+	char cfg[96] = "mixed configurations";
+	if (first && !mixed)
+		mc_qconfig_str(first, cfg, sizeof cfg);
+	snprintf(buf, len, "%d of %d layers quantized (%s)", nq, m->nlayers, cfg);
+}
+
+/* Counts of the activation quantizers: with bits, with a grid, from BN,
+ * from data; *data_src the data source in use (when ndata > 0). */
+struct range_counts {
+	int nbits, nen, nbn, ndata, nmeasured;
+	dfq_range_src data_src;
+};
+
+static void count_ranges(const struct dfq_model *m, struct range_counts *c)
+{
+	memset(c, 0, sizeof *c);
+	c->data_src = DFQ_RANGE_MINMAX;
+	for (int i = 0; i < m->npoints; i++) {
+		const struct dfq_apoint *p = &m->points[i];
+		c->nbits += p->bits > 0;
+		c->nen += p->enabled;
+		c->nbn += p->enabled && p->used == DFQ_RANGE_BN;
+		c->nmeasured += p->nsamples > 0;
+		if (p->enabled && p->used != DFQ_RANGE_BN && p->used != DFQ_RANGE_GIVEN) {
+			c->ndata++;
+			c->data_src = p->used;
+		}
+	}
+}
+
+/* With quantized layers the activation grids come from the current ranges:
+ * data-free BN ranges are (re)computed now and the user is told which are
+ * used.  A model without any BN statistics that was never measured is
+ * measured on the calibration data first, when there is some (a model with
+ * BN statistics stays data-free: its input and logits then stay float). */
+static bool eval_ranges(struct cmd_ctx *ctx, struct dfq_model *m)
+{
+	struct dfq_step_report rep;
+	struct dfq_error err;
+	dfq_step_report_init(&rep);
+	if (dfq_model_measure_bn(m, &rep, &err) != DFQ_OK)
+		return cmd_fail(ctx, "%s", err.msg), false;
+	dfq_step_report_free(&rep);
+	struct range_counts c;
+	count_ranges(m, &c);
+	if (c.nen < c.nbits && c.nmeasured == 0 && !m->has_stats && ctx->s->data) {
+		int64_t n;
+		cmd_print(ctx,
+			  "ranges %d quantized activation tensors have no BN statistics "
+			  "upstream: measuring them on the calibration data first",
+			  c.nbits - c.nen);
+		if (!mc_measure_data(ctx, m, NULL, &n))
+			return false;
+		cmd_print(ctx, "       measured %d activation tensors on %lld calibration samples",
+			  m->npoints, (long long)n);
+		count_ranges(m, &c);
+	}
+	if (c.ndata == 0)
+		cmd_print(ctx,
+			  "ranges data-free, from BatchNorm statistics (n-std %g): %d of %d "
+			  "quantized activation tensors",
+			  m->n_sigma, c.nbn, c.nbits);
+	else
+		cmd_print(ctx,
+			  "ranges %d of %d quantized activation tensors from BatchNorm, %d "
+			  "from data (%s)",
+			  c.nbn, c.nbits, c.ndata, dfq_range_src_name(c.data_src));
+	if (c.nen < c.nbits)
+		cmd_print(ctx,
+			  "       %d activation tensor%s without a range stay%s float ('measure "
+			  "data' gives them one)",
+			  c.nbits - c.nen, c.nbits - c.nen == 1 ? "" : "s",
+			  c.nbits - c.nen == 1 ? "s" : "");
+	if (m->data_stale && c.ndata > 0)
+		cmd_print(ctx, "       warning: the data ranges predate the last step; 'measure "
+			       "data' again");
+	return true;
+}
+
+/* The same counts for --json (added after the accuracy keys). */
+static void ranges_json(cJSON *obj, const struct dfq_model *m)
+{
+	struct range_counts c;
+	count_ranges(m, &c);
+	cJSON *o = cJSON_AddObjectToObject(obj, "ranges");
+	if (!o)
+		return;
+	cJSON_AddNumberToObject(o, "quantized", c.nbits);
+	cJSON_AddNumberToObject(o, "bn", c.nbn);
+	cJSON_AddNumberToObject(o, "data", c.ndata);
+	cJSON_AddNumberToObject(o, "float", c.nbits - c.nen);
+	cJSON_AddBoolToObject(o, "stale", m->data_stale && c.ndata > 0);
+}
+
+int mc_eval_prepare(struct cmd_ctx *ctx, struct dfq_exec *ex)
+{
+	struct session *s = ctx->s;
+	struct dfq_model *m = s->model;
+	dfq_run_mode mode = session_run_mode(s);
+	char what[160];
+	if (mode == DFQ_RUN_QUANT)
+		quant_summary(m, what, sizeof what);
+	else
+		snprintf(what, sizeof what, "%s",
+			 session_model_pristine(s) ? "as loaded" : "after the steps applied");
+	cmd_print(ctx, "model  %s: %s", mode == DFQ_RUN_QUANT ? "fake-quant" : "FP32", what);
+	if (mode == DFQ_RUN_QUANT && !eval_ranges(ctx, m))
+		return -1;
+	struct dfq_error err;
+	if (dfq_model_exec_prepare(m, ex, mode, &err) != DFQ_OK)
+		return cmd_fail(ctx, "%s", err.msg), -1;
+	return (int)mode;
+}
+
+/* "vs FP32  -1.23 (91.20%)" when mark was measured on the same samples. */
+static void delta_line(struct cmd_ctx *ctx, const char *label, const char *key,
+		       const struct eval_mark *mark, int64_t n, double top1)
+{
+	if (!mark->valid || mark->n != n) {
+		cJSON_AddNullToObject(ctx->json, key);
+		return;
+	}
+	double d = 100.0 * (top1 - mark->top1);
+	cmd_print(ctx, "%-7s %+.2f points (top-1 %.2f%%)", label, d, 100.0 * mark->top1);
+	cJSON_AddNumberToObject(ctx->json, key, d);
+}
+
+void mc_eval_deltas(struct cmd_ctx *ctx, int mode, int64_t n, int64_t top1, int64_t top5)
+{
+	struct session *s = ctx->s;
+	double t1 = n ? (double)top1 / (double)n : 0, t5 = n ? (double)top5 / (double)n : 0;
+	struct eval_mark now = {true, n, t1, t5};
+	bool baseline = mode == DFQ_RUN_FP32 && session_model_pristine(s);
+	cJSON_AddStringToObject(ctx->json, "mode", mode == DFQ_RUN_QUANT ? "quant" : "fp32");
+	if (mode == DFQ_RUN_QUANT)
+		ranges_json(ctx->json, s->model);
+	if (!baseline)
+		delta_line(ctx, "vs FP32", "delta_fp32", &s->fp32, n, t1);
+	else
+		cJSON_AddNumberToObject(ctx->json, "delta_fp32", 0);
+	delta_line(ctx, "vs last", "delta_last", &s->last, n, t1);
+	cJSON_AddBoolToObject(ctx->json, "baseline", baseline);
+	if (baseline)
+		s->fp32 = now;
+	s->last = now;
+}

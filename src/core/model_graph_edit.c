@@ -1,0 +1,279 @@
+/* model_graph_edit.c - graph surgery for DFQ steps: bias slots, node removal, Clip->Relu, clone. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model_internal.h"
+
+static char *dup_str(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *d = malloc(n);
+	if (d)
+		memcpy(d, s, n);
+	return d;
+}
+
+/* Output channels of a Conv/Gemm node that could be a layer and has no
+ * bias; 0 when it needs none or is no layer. */
+static int64_t needs_bias(const struct dfq_graph *g, const struct dfq_node *n)
+{
+	if ((n->op != DFQ_OP_CONV && n->op != DFQ_OP_GEMM) || n->ninputs < 2 || n->inputs[1] < 0)
+		return 0;
+	if (n->ninputs >= 3 && n->inputs[2] >= 0)
+		return 0;
+	const struct dfq_tensor *w = g->values[n->inputs[1]].init;
+	if (!w || w->dtype != DFQ_DTYPE_F32)
+		return 0;
+	if (n->op == DFQ_OP_CONV)
+		return w->ndim >= 3 ? w->dims[0] : 0;
+	if (w->ndim != 2 || n->p.trans_a || n->p.alpha != 1.0f || n->p.beta != 1.0f)
+		return 0;
+	return n->p.trans_b ? w->dims[0] : w->dims[1];
+}
+
+/* A value name not used yet: "<base>" or "<base>_<k>". */
+static dfq_status fresh_name(const struct dfq_graph *g, const char *base, char *buf, size_t len,
+                             struct dfq_error *err)
+{
+	snprintf(buf, len, "%s", base);
+	for (int k = 1; dfq_graph_find_value(g, buf) >= 0; k++) {
+		if (k > 1000)
+			return dfq_error_set(err, DFQ_ERR_INTERNAL, "no free tensor name for '%s'",
+			                     base);
+		snprintf(buf, len, "%s_%d", base, k);
+	}
+	return DFQ_OK;
+}
+
+/* Name for a new bias: the weight's name with ".weight" -> ".bias", else
+ * "<node>.bias". */
+static void bias_base(const struct dfq_graph *g, const struct dfq_node *n, char *buf, size_t len)
+{
+	const char *wn = g->values[n->inputs[1]].name;
+	size_t l = strlen(wn), sfx = strlen(".weight");
+	if (l > sfx && strcmp(wn + l - sfx, ".weight") == 0)
+		snprintf(buf, len, "%.*s.bias", (int)(l - sfx), wn);
+	else
+		snprintf(buf, len, "%s.bias", n->name);
+}
+
+static dfq_status add_bias(struct dfq_graph *g, int ni, int64_t cout, struct dfq_error *err)
+{
+	char base[400], name[420];
+	bias_base(g, &g->nodes[ni], base, sizeof base);
+	dfq_status st = fresh_name(g, base, name, sizeof name, err);
+	if (st != DFQ_OK)
+		return st;
+	struct dfq_tensor *b = dfq_tensor_new(DFQ_DTYPE_F32, 1, &cout, err);
+	if (!b)
+		return err ? err->status : DFQ_ERR_NOMEM;
+	struct dfq_node *n = &g->nodes[ni];
+	int *ins = realloc(n->inputs, 3 * sizeof *ins);
+	if (!ins) {
+		dfq_tensor_free(b);
+		return dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory adding a bias");
+	}
+	n->inputs = ins;
+	int vi = dfq_graph_intern_value(g, name, err);
+	if (vi < 0) {
+		dfq_tensor_free(b);
+		return err ? err->status : DFQ_ERR_NOMEM;
+	}
+	/* intern may move g->values and g->nodes stays put; re-fetch n anyway */
+	n = &g->nodes[ni];
+	struct dfq_value *v = &g->values[vi];
+	v->init = b;
+	dfq_tensor_shape(b, &v->shape);
+	v->nconsumers = 1;
+	if (n->ninputs < 3)
+		n->ninputs = 3;
+	n->inputs[2] = vi;
+	return DFQ_OK;
+}
+
+dfq_status model_add_missing_biases(struct dfq_graph *g, struct dfq_error *err)
+{
+	for (int ni = 0; ni < g->nnodes; ni++) {
+		int64_t cout = needs_bias(g, &g->nodes[ni]);
+		if (cout <= 0)
+			continue;
+		dfq_status st = add_bias(g, ni, cout, err);
+		if (st != DFQ_OK)
+			return st;
+	}
+	return DFQ_OK;
+}
+
+/* Free what a node owns (graph.c keeps its own copy of this private). */
+static void node_release(struct dfq_node *n)
+{
+	free(n->name);
+	free(n->op_type);
+	free(n->inputs);
+	free(n->outputs);
+	for (int i = 0; i < n->nattrs; i++) {
+		struct dfq_attr *a = &n->attrs[i];
+		free(a->name);
+		free(a->s);
+		dfq_tensor_free(a->t);
+		free(a->floats);
+		free(a->ints);
+		if (a->strings)
+			for (int k = 0; k < a->n; k++)
+				free(a->strings[k]);
+		free(a->strings);
+	}
+	free(n->attrs);
+	memset(n, 0, sizeof *n);
+}
+
+dfq_status model_refinalize(struct dfq_model *m, struct dfq_error *err)
+{
+	/* The edits keep the order topological and every shape as it was, so
+	 * this re-check can only fail for want of memory. */
+	dfq_status st = dfq_graph_finalize(m->g, err);
+	if (st != DFQ_OK)
+		return dfq_error_prefix(err, "re-finalizing the graph after an edit failed "
+		                             "(the model is no longer usable)");
+	st = model_discover(m, err);
+	if (st == DFQ_OK)
+		st = model_refresh(m, err);
+	return st;
+}
+
+dfq_status model_remove_nodes(struct dfq_model *m, const bool *kill, struct dfq_error *err)
+{
+	struct dfq_graph *g = m->g;
+	int k = 0;
+	for (int ni = 0; ni < g->nnodes; ni++) {
+		if (kill[ni])
+			node_release(&g->nodes[ni]);
+		else
+			g->nodes[k++] = g->nodes[ni];
+	}
+	g->nnodes = k;
+	return model_refinalize(m, err);
+}
+
+void model_clip_to_relu(struct dfq_graph *g, int ni, char *relu_name)
+{
+	struct dfq_node *n = &g->nodes[ni];
+	for (int i = 1; i < n->ninputs; i++)
+		if (n->inputs[i] >= 0)
+			g->values[n->inputs[i]].nconsumers--;
+	free(n->op_type);
+	n->op_type = relu_name;
+	n->ninputs = 1;
+	for (int i = 0; i < n->nattrs; i++) {
+		struct dfq_attr *a = &n->attrs[i];
+		free(a->name);
+		free(a->s);
+		dfq_tensor_free(a->t);
+		free(a->floats);
+		free(a->ints);
+		if (a->strings)
+			for (int s = 0; s < a->n; s++)
+				free(a->strings[s]);
+		free(a->strings);
+	}
+	free(n->attrs);
+	n->attrs = NULL;
+	n->nattrs = 0;
+	n->op = DFQ_OP_RELU;
+	memset(&n->p, 0, sizeof n->p);
+}
+
+/* --- clone ------------------------------------------------------------------ */
+
+static dfq_status clone_values(struct dfq_graph *d, const struct dfq_graph *s,
+                               struct dfq_error *err)
+{
+	for (int vi = 0; vi < s->nvalues; vi++) {
+		int ci = dfq_graph_intern_value(d, s->values[vi].name, err);
+		if (ci < 0)
+			return err ? err->status : DFQ_ERR_NOMEM;
+		if (ci != vi)
+			return dfq_error_set(err, DFQ_ERR_INTERNAL,
+			                     "tensor name '%s' is not unique in the graph",
+			                     s->values[vi].name);
+		struct dfq_value *v = &d->values[ci];
+		v->shape = s->values[vi].shape;
+		v->is_input = s->values[vi].is_input;
+		v->is_output = s->values[vi].is_output;
+		if (s->values[vi].init) {
+			v->init = dfq_tensor_clone(s->values[vi].init, err);
+			if (!v->init)
+				return err ? err->status : DFQ_ERR_NOMEM;
+		}
+	}
+	return DFQ_OK;
+}
+
+static dfq_status clone_node(struct dfq_graph *d, const struct dfq_graph *s,
+                             const struct dfq_node *n, struct dfq_error *err)
+{
+	int cnt = n->ninputs > n->noutputs ? n->ninputs : n->noutputs;
+	const char **names = malloc((size_t)(cnt ? cnt : 1) * sizeof *names);
+	if (!names)
+		return dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory copying the graph");
+	for (int i = 0; i < n->ninputs; i++)
+		names[i] = n->inputs[i] >= 0 ? s->values[n->inputs[i]].name : "";
+	const char **onames = malloc((size_t)(n->noutputs ? n->noutputs : 1) * sizeof *onames);
+	if (!onames) {
+		free(names);
+		return dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory copying the graph");
+	}
+	for (int i = 0; i < n->noutputs; i++)
+		onames[i] = n->outputs[i] >= 0 ? s->values[n->outputs[i]].name : "";
+	int ni = dfq_graph_add_node(d, n->name, n->op_type, n->opset, n->ninputs, names,
+	                            n->noutputs, onames, err);
+	free(names);
+	free(onames);
+	if (ni < 0)
+		return err ? err->status : DFQ_ERR_NOMEM;
+	for (int a = 0; a < n->nattrs; a++) {
+		dfq_status st = dfq_graph_node_add_attr(d, ni, &n->attrs[a], err);
+		if (st != DFQ_OK)
+			return st;
+	}
+	d->nodes[ni].op = n->op;
+	d->nodes[ni].p = n->p;
+	return DFQ_OK;
+}
+
+struct dfq_graph *model_graph_clone(const struct dfq_graph *s, struct dfq_error *err)
+{
+	struct dfq_graph *d = dfq_graph_new(err);
+	if (!d)
+		return NULL;
+	dfq_status st = DFQ_OK;
+	char *name = dup_str(s->name), *prod = dup_str(s->producer);
+	d->inputs = malloc((size_t)(s->ninputs ? s->ninputs : 1) * sizeof *d->inputs);
+	d->outputs = malloc((size_t)(s->noutputs ? s->noutputs : 1) * sizeof *d->outputs);
+	if (!name || !prod || !d->inputs || !d->outputs) {
+		free(name);
+		free(prod);
+		st = dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory copying the graph");
+		goto out;
+	}
+	free(d->name);
+	free(d->producer);
+	d->name = name;
+	d->producer = prod;
+	d->opset = s->opset;
+	d->ir_version = s->ir_version;
+	d->ninputs = s->ninputs;
+	d->noutputs = s->noutputs;
+	memcpy(d->inputs, s->inputs, (size_t)s->ninputs * sizeof *d->inputs);
+	memcpy(d->outputs, s->outputs, (size_t)s->noutputs * sizeof *d->outputs);
+	st = clone_values(d, s, err);
+	for (int ni = 0; ni < s->nnodes && st == DFQ_OK; ni++)
+		st = clone_node(d, s, &s->nodes[ni], err);
+out:
+	if (st != DFQ_OK) {
+		dfq_graph_free(d);
+		return NULL;
+	}
+	return d;
+}

@@ -1,0 +1,1362 @@
+/* fused.c - fused Conv(+BN)(+Relu/Clip)(+Add)(+Relu/Clip) kernels on CNHW activations.
+ *
+ * The plan in optimize.c hands everything after the convolution's sum over
+ * as an epilogue (struct fused_epi: BatchNormalization as a per-channel scale
+ * and bias, activations, a residual), which these kernels apply while the
+ * output is still in registers or cache.
+ *
+ * Group-1 convolutions are matrix products: W (m x c*kh*kw) times the im2col
+ * matrix, whose columns are the output pixels of all images (CNHW makes them
+ * one row of n*oh*ow per input channel, so a 1x1 stride-1 convolution needs no
+ * im2col at all).  Work is cut into (column block, row block) tasks run on our
+ * pool with a single-threaded SGEMM each; a block is sized to stay in L2.
+ *
+ * Both im2col and depthwise convolutions see the input through a "shift map":
+ * with the input split into its stride phases (for stride 1 and "same"
+ * padding, the input itself), every kernel tap reads one phase at one constant
+ * offset from the output pixel, except where the window hangs over the
+ * border, which a per-tap mask (periodic in the output plane) zeroes.  So an
+ * im2col row, or a depthwise output channel over all images, is one flat run
+ * of 16-wide vector loads, ANDs and FMAs, with no per-row work; loads that
+ * run past a tensor's ends land in the FUSED_GUARD floats around it and are
+ * masked.  Geometries the shift map cannot express (e.g. "valid" padding)
+ * take slower per-row paths: im2col by row segments, and depthwise through
+ * zero-padded phase planes per image.
+ *
+ * Vector code uses GCC's vector extensions, compiled three times (AVX-512,
+ * AVX2+FMA, and the baseline) and chosen at run time from the CPU's features,
+ * because the build targets the x86-64 baseline.  The hottest AVX-512 loops
+ * use intrinsics instead, for masked loads (a 16-bit mask per vector instead
+ * of a 64-byte mask vector). */
+#include <immintrin.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dfq/dfq_blas.h"
+#include "fused.h"
+
+#define VL 16 /* floats per vector */
+
+typedef float v16f __attribute__((vector_size(64)));
+typedef int v16i __attribute__((vector_size(64)));
+
+/* Floats of im2col block plus output block a GEMM task should keep in L2. */
+#define GEMM_BLOCK_FLOATS (96 * 1024)
+/* Micro-kernel tile: GEMM_MR rows by up to GEMM_NV vectors of columns. */
+#define GEMM_MR          8
+#define GEMM_NV          3
+#define GEMM_MIN_COLS    64
+#define GEMM_MIN_ROWS    16
+#define TASKS_PER_THREAD 2
+
+/* Taps of a depthwise kernel the direct paths handle (the plan checks), and of
+ * any kernel the shift map handles. */
+#define DW_MAX_TAPS FUSED_MAX_TAPS
+/* Largest mask table of a shift map, in entries (taps times output plane). */
+#define SHIFT_MAX_MASK (256 * 1024)
+/* Flat outputs per depthwise work item. */
+#define DW_CHUNK 2048
+/* Vectors per step of the depthwise loop (independent sums hide the FMA
+ * latency); the last step reads up to this many vectors past its end. */
+#define DWM_NV 4
+
+/* --- ISA selection --------------------------------------------------------------------- */
+
+enum isa { ISA_GENERIC, ISA_AVX2, ISA_AVX512 };
+
+static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
+static enum isa isa_detected;
+static atomic_bool isa_force_generic; /* set by tests between runs */
+
+static void isa_detect(void)
+{
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx512f"))
+		isa_detected = ISA_AVX512;
+	else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+		isa_detected = ISA_AVX2;
+	else
+		isa_detected = ISA_GENERIC;
+}
+
+static enum isa isa_now(void)
+{
+	pthread_once(&isa_once, isa_detect);
+	return atomic_load(&isa_force_generic) ? ISA_GENERIC : isa_detected;
+}
+
+void fused_force_generic(bool on)
+{
+	atomic_store(&isa_force_generic, on);
+}
+
+const char *fused_isa(void)
+{
+	static const char *const names[] = {"generic", "avx2", "avx512"};
+	return names[isa_now()];
+}
+
+#define TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")))
+#define TARGET_AVX2   __attribute__((target("avx2,fma")))
+#define INLINE        static inline __attribute__((always_inline))
+
+/* v = clip(v, lo, hi) with Clip's NaN behaviour: a NaN compares false and stays. */
+#define VCLIP(v, lo, hi)                                                                           \
+	do {                                                                                       \
+		v16i m_ = (v) < (lo);                                                              \
+		(v) = (v16f)((m_ & (v16i)(lo)) | (~m_ & (v16i)(v)));                               \
+		m_ = (v) > (hi);                                                                   \
+		(v) = (v16f)((m_ & (v16i)(hi)) | (~m_ & (v16i)(v)));                               \
+	} while (0)
+
+static inline float clipf(float v, float lo, float hi)
+{
+	if (v < lo)
+		v = lo;
+	if (v > hi)
+		v = hi;
+	return v;
+}
+
+/* --- epilogue ---------------------------------------------------------------------------- */
+
+/* y[0..len) = act2(act1(y * sc + b) + r) per struct fused_epi; r may be NULL. */
+INLINE void epi_body(float *restrict y, const float *restrict r, int64_t len, float sc, float b,
+                     const struct fused_epi *e)
+{
+	v16f sv = {0}, bv = {0}, lo1 = {0}, hi1 = {0}, lo2 = {0}, hi2 = {0};
+	sv += sc;
+	bv += b;
+	lo1 += e->lo1;
+	hi1 += e->hi1;
+	lo2 += e->lo2;
+	hi2 += e->hi2;
+	int64_t i = 0;
+	for (; i + VL <= len; i += VL) {
+		v16f v;
+		memcpy(&v, y + i, sizeof v);
+		v = v * sv + bv;
+		if (e->act1)
+			VCLIP(v, lo1, hi1);
+		if (r) {
+			v16f rv;
+			memcpy(&rv, r + i, sizeof rv);
+			v += rv;
+		}
+		if (e->act2)
+			VCLIP(v, lo2, hi2);
+		memcpy(y + i, &v, sizeof v);
+	}
+	for (; i < len; i++) {
+		float v = y[i] * sc + b;
+		if (e->act1)
+			v = clipf(v, e->lo1, e->hi1);
+		if (r)
+			v += r[i];
+		if (e->act2)
+			v = clipf(v, e->lo2, e->hi2);
+		y[i] = v;
+	}
+}
+
+TARGET_AVX512 static void epi_avx512(float *y, const float *r, int64_t len, float sc, float b,
+                                     const struct fused_epi *e)
+{
+	epi_body(y, r, len, sc, b, e);
+}
+
+TARGET_AVX2 static void epi_avx2(float *y, const float *r, int64_t len, float sc, float b,
+                                 const struct fused_epi *e)
+{
+	epi_body(y, r, len, sc, b, e);
+}
+
+static void epi_generic(float *y, const float *r, int64_t len, float sc, float b,
+                        const struct fused_epi *e)
+{
+	epi_body(y, r, len, sc, b, e);
+}
+
+static void epi_row(enum isa isa, float *y, const float *r, int64_t len, float sc, float b,
+                    const struct fused_epi *e)
+{
+	switch (isa) {
+	case ISA_AVX512:
+		epi_avx512(y, r, len, sc, b, e);
+		break;
+	case ISA_AVX2:
+		epi_avx2(y, r, len, sc, b, e);
+		break;
+	default:
+		epi_generic(y, r, len, sc, b, e);
+		break;
+	}
+}
+
+/* Channel m's scale and bias. */
+static float epi_scale(const struct fused_epi *e, int64_t m)
+{
+	return e->scale ? e->scale[m] : 1.0f;
+}
+
+static float epi_bias(const struct fused_epi *e, int64_t m)
+{
+	return e->bias ? e->bias[m] : 0.0f;
+}
+
+/* --- shared geometry helpers ------------------------------------------------------------- */
+
+static int64_t ceil_div(int64_t a, int64_t b)
+{
+	return (a + b - 1) / b;
+}
+
+static int64_t round_up(int64_t a, int64_t b)
+{
+	return ceil_div(a, b) * b;
+}
+
+/* Output positions o in [0, out) whose input index o * s + off lies in [0, in). */
+static void valid_range(int64_t off, int64_t s, int64_t in, int64_t out, int64_t *lo, int64_t *hi)
+{
+	int64_t l = off >= 0 ? 0 : (-off + s - 1) / s;
+	int64_t h = in - 1 - off < 0 ? 0 : (in - 1 - off) / s + 1;
+	*lo = l < out ? l : out;
+	*hi = h < out ? h : out;
+	if (*hi < *lo)
+		*hi = *lo;
+}
+
+/* d[0..n) = xr[j * s + off] for j in [0, n), zero where that is outside [0, in)
+ * or xr is NULL (a padding row). */
+static void gather_row(float *d, const float *xr, int64_t n, int64_t s, int64_t off, int64_t in)
+{
+	int64_t lo = n, hi = n;
+	if (xr)
+		valid_range(off, s, in, n, &lo, &hi);
+	if (lo >= hi)
+		lo = hi = n;
+	memset(d, 0, (size_t)lo * sizeof *d);
+	if (s == 1) {
+		memcpy(d + lo, xr + lo + off, (size_t)(hi - lo) * sizeof *d);
+	} else {
+		for (int64_t j = lo; j < hi; j++)
+			d[j] = xr[j * s + off];
+	}
+	memset(d + hi, 0, (size_t)(n - hi) * sizeof *d);
+}
+
+/* --- shift maps ------------------------------------------------------------------------ */
+
+/* How each kernel tap reads the input, for the output grid oh x ow (see the
+ * top of the file).  Phase ph of a stride (sh, sw) input holds the rows
+ * i * sh + ph / sw and columns j * sw + ph % sw on an oh x ow grid; the source
+ * block of channel c and phase ph is src + (c * nph + ph) * n * ohw. */
+struct shiftmap {
+	bool ok;
+	bool deint; /* src is the input split into phases (else the input itself) */
+	int ntaps, nph;
+	int64_t ohw, mlen; /* mask rows have ohw + VL entries (a period and a vector) */
+	int ph[DW_MAX_TAPS];
+	int64_t off[DW_MAX_TAPS];
+	bool full[DW_MAX_TAPS];                   /* the tap never hangs over the border: no mask */
+	bool used[DW_MAX_TAPS];                   /* phases some tap reads */
+	int64_t ra[DW_MAX_TAPS], ca[DW_MAX_TAPS]; /* input row/column offset of the tap */
+	const int32_t *mask;                      /* ntaps * mlen, -1 where valid */
+	const uint16_t
+	    *kmask; /* ntaps * ohw: the same as lane bits, for a vector at each position */
+	const float *src;
+};
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+	return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+
+/* Along one axis: tap offset a = k * d - pad reads input o * s + a for output o.
+ * Sets *q (grid offset) and *r (phase); false when a valid input index falls
+ * outside the out-long grid; *full when no output's input is out of range. */
+static bool axis_map(int64_t a, int64_t s, int64_t in, int64_t out, int64_t *q, int64_t *r,
+                     bool *full)
+{
+	*q = floor_div(a, s);
+	*r = a - *q * s;
+	*full = true;
+	for (int64_t o = 0; o < out; o++) {
+		int64_t i = o * s + a;
+		if (i < 0 || i >= in)
+			*full = false;
+		else if (o + *q >= out)
+			return false;
+	}
+	return true;
+}
+
+static void shiftmap_plan(const struct fused_conv *cv, struct shiftmap *sm)
+{
+	memset(sm, 0, sizeof *sm);
+	sm->ntaps = (int)(cv->kh * cv->kw);
+	sm->ohw = cv->oh * cv->ow;
+	sm->mlen = sm->ohw + VL;
+	if (sm->ntaps > DW_MAX_TAPS || cv->sh * cv->sw > DW_MAX_TAPS ||
+	    (sm->ntaps + 1) * sm->mlen > SHIFT_MAX_MASK || sm->ohw == 0)
+		return;
+	sm->deint = !(cv->sh == 1 && cv->sw == 1 && cv->oh == cv->h && cv->ow == cv->w);
+	sm->nph = sm->deint ? (int)(cv->sh * cv->sw) : 1;
+	for (int64_t kh = 0; kh < cv->kh; kh++) {
+		for (int64_t kw = 0; kw < cv->kw; kw++) {
+			int t = (int)(kh * cv->kw + kw);
+			int64_t qh, rh, qw, rw;
+			bool fh, fw;
+			sm->ra[t] = kh * cv->dh - cv->ph;
+			sm->ca[t] = kw * cv->dw - cv->pw;
+			if (!axis_map(sm->ra[t], cv->sh, cv->h, cv->oh, &qh, &rh, &fh) ||
+			    !axis_map(sm->ca[t], cv->sw, cv->w, cv->ow, &qw, &rw, &fw))
+				return;
+			sm->ph[t] = (int)(rh * cv->sw + rw);
+			sm->used[sm->ph[t]] = true;
+			sm->off[t] = qh * cv->ow + qw;
+			sm->full[t] = fh && fw;
+			int64_t reach = sm->off[t] < 0 ? -sm->off[t] : sm->off[t];
+			if (reach + DWM_NV * VL > FUSED_GUARD)
+				return;
+		}
+	}
+	sm->ok = true;
+}
+
+/* The mask tables: a row per tap, then a row of all ones for taps without a
+ * mask; then the same as 16-bit lane masks. */
+static int64_t shiftmap_mask_floats(const struct shiftmap *sm)
+{
+	return round_up((int64_t)(sm->ntaps + 1) * sm->mlen, VL) +
+	       round_up(ceil_div((int64_t)(sm->ntaps + 1) * sm->ohw, 2), VL);
+}
+
+/* Point sm's mask tables into the scratch at mask. */
+static void shiftmap_set_masks(struct shiftmap *sm, int32_t *mask)
+{
+	sm->mask = mask;
+	sm->kmask = (const uint16_t *)(mask + round_up((int64_t)(sm->ntaps + 1) * sm->mlen, VL));
+}
+
+/* The lane-mask row of tap t (all ones when it has none). */
+static const uint16_t *tap_kmask(const struct shiftmap *sm, int t)
+{
+	return sm->kmask + (sm->full[t] ? sm->ntaps : t) * sm->ohw;
+}
+
+/* The mask row tap t uses (all ones when it has none). */
+static const int32_t *tap_mask(const struct shiftmap *sm, int t)
+{
+	return sm->mask + (sm->full[t] ? sm->ntaps : t) * sm->mlen;
+}
+
+/* Source floats of a deinterleaved input, guards included. */
+static int64_t shiftmap_src_floats(const struct fused_conv *cv, const struct shiftmap *sm)
+{
+	if (!sm->deint)
+		return 0;
+	return round_up(cv->c * sm->nph * cv->n * sm->ohw, VL) + 2 * FUSED_GUARD;
+}
+
+static void shiftmap_masks(const struct fused_conv *cv, const struct shiftmap *sm, int32_t *mask)
+{
+	for (int t = 0; t < sm->ntaps; t++) {
+		int32_t *mt = mask + t * sm->mlen;
+		for (int64_t oh = 0, p = 0; oh < cv->oh; oh++) {
+			int64_t ih = oh * cv->sh + sm->ra[t];
+			bool rv = ih >= 0 && ih < cv->h;
+			for (int64_t ow = 0; ow < cv->ow; ow++, p++) {
+				int64_t iw = ow * cv->sw + sm->ca[t];
+				mt[p] = rv && iw >= 0 && iw < cv->w ? -1 : 0;
+			}
+		}
+		/* one more vector of the next period, so a vector load never wraps */
+		for (int64_t p = sm->ohw; p < sm->mlen; p++)
+			mt[p] = mt[p % sm->ohw];
+	}
+	for (int64_t p = 0; p < sm->mlen; p++)
+		mask[sm->ntaps * sm->mlen + p] = -1;
+	uint16_t *k = (uint16_t *)(mask + round_up((int64_t)(sm->ntaps + 1) * sm->mlen, VL));
+	for (int t = 0; t <= sm->ntaps; t++) {
+		const int32_t *mt = mask + t * sm->mlen;
+		for (int64_t p = 0; p < sm->ohw; p++) {
+			unsigned bits = 0;
+			for (int l = 0; l < VL; l++)
+				bits |= (mt[p + l] ? 1u : 0u) << l;
+			k[t * sm->ohw + p] = (uint16_t)bits;
+		}
+	}
+}
+
+struct deint_job {
+	const struct fused_conv *cv;
+	const struct shiftmap *sm;
+	float *dst;
+};
+
+/* Work item = one input plane (channel c, image i), item = c * n + i. */
+static void deint_task(void *arg, int64_t begin, int64_t end, int tid)
+{
+	const struct deint_job *j = arg;
+	const struct fused_conv *cv = j->cv;
+	const struct shiftmap *sm = j->sm;
+	for (int64_t it = begin; it < end; it++) {
+		int64_t c = it / cv->n, i = it % cv->n;
+		const float *xp = cv->x + it * cv->h * cv->w;
+		for (int ph = 0; ph < sm->nph; ph++) {
+			if (!sm->used[ph])
+				continue;
+			int64_t rh = ph / cv->sw, rw = ph % cv->sw;
+			float *d = j->dst + ((c * sm->nph + ph) * cv->n + i) * sm->ohw;
+			for (int64_t oh = 0; oh < cv->oh; oh++) {
+				int64_t ih = oh * cv->sh + rh;
+				gather_row(d + oh * cv->ow, ih < cv->h ? xp + ih * cv->w : NULL,
+				           cv->ow, cv->sw, rw, cv->w);
+			}
+		}
+	}
+}
+
+/* Stride 2 with h == 2 oh, w == 2 ow and ow <= VL: one input channel (all
+ * images) split into its four phases with vector shuffles, row by row.  A
+ * row is stored as a whole vector, the lanes past ow spilling into the next
+ * rows of the same phase block, which are written afterwards; only the rows
+ * at the end of a block are stored exactly. */
+INLINE void deint2_body(const struct fused_conv *cv, const struct shiftmap *sm, int64_t c,
+                        float *dst)
+{
+	static const v16i even = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+	static const v16i odd = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
+	int64_t rows = cv->n * cv->oh, blk = rows * cv->ow;
+	const float *x = cv->x + c * cv->n * cv->h * cv->w;
+	float *d[4];
+	for (int ph = 0; ph < 4; ph++)
+		d[ph] = dst + (c * 4 + ph) * blk;
+	for (int64_t r = 0; r < rows; r++) {
+		bool whole = (r + 1) * cv->ow + VL <= blk + cv->ow;
+		for (int64_t rh = 0; rh < 2; rh++) {
+			if (!sm->used[2 * rh] && !sm->used[2 * rh + 1])
+				continue;
+			/* input row 2 * (r % oh) + rh of image r / oh: rows run on */
+			const float *xr = x + (2 * r + rh) * cv->w;
+			v16f a, b;
+			memcpy(&a, xr, sizeof a);
+			memcpy(&b, xr + VL, sizeof b);
+			v16f e = __builtin_shuffle(a, b, even), o = __builtin_shuffle(a, b, odd);
+			float *de = d[2 * rh] + r * cv->ow, *dd = d[2 * rh + 1] + r * cv->ow;
+			if (whole) {
+				memcpy(de, &e, sizeof e);
+				memcpy(dd, &o, sizeof o);
+			} else {
+				float te[VL], to[VL];
+				memcpy(te, &e, sizeof e);
+				memcpy(to, &o, sizeof o);
+				for (int64_t j = 0; j < cv->ow; j++) {
+					de[j] = te[j];
+					dd[j] = to[j];
+				}
+			}
+		}
+	}
+}
+
+TARGET_AVX512 static void deint2_avx512(const struct fused_conv *cv, const struct shiftmap *sm,
+                                        int64_t c, float *dst)
+{
+	deint2_body(cv, sm, c, dst);
+}
+
+TARGET_AVX2 static void deint2_avx2(const struct fused_conv *cv, const struct shiftmap *sm,
+                                    int64_t c, float *dst)
+{
+	deint2_body(cv, sm, c, dst);
+}
+
+static void deint2_generic(const struct fused_conv *cv, const struct shiftmap *sm, int64_t c,
+                           float *dst)
+{
+	deint2_body(cv, sm, c, dst);
+}
+
+/* Work item = one input channel (all images), through deint2_body. */
+static void deint2_task(void *arg, int64_t begin, int64_t end, int tid)
+{
+	const struct deint_job *j = arg;
+	enum isa isa = isa_now();
+	for (int64_t c = begin; c < end; c++) {
+		switch (isa) {
+		case ISA_AVX512:
+			deint2_avx512(j->cv, j->sm, c, j->dst);
+			break;
+		case ISA_AVX2:
+			deint2_avx2(j->cv, j->sm, c, j->dst);
+			break;
+		default:
+			deint2_generic(j->cv, j->sm, c, j->dst);
+			break;
+		}
+	}
+}
+
+/* Point sm->src at the input, or split the input into phases in dst (which
+ * has shiftmap_src_floats() floats). */
+static void shiftmap_source(const struct fused_conv *cv, struct shiftmap *sm, float *dst,
+                            struct dfq_pool *pool)
+{
+	if (!sm->deint) {
+		sm->src = cv->x;
+		return;
+	}
+	int64_t body = shiftmap_src_floats(cv, sm) - 2 * FUSED_GUARD;
+	/* the guards are read (and masked): keep them free of stale NaN patterns
+	 * only for tidiness, the AND with 0 clears whatever is there */
+	memset(dst, 0, FUSED_GUARD * sizeof *dst);
+	memset(dst + FUSED_GUARD + body, 0, FUSED_GUARD * sizeof *dst);
+	struct deint_job j = {.cv = cv, .sm = sm, .dst = dst + FUSED_GUARD};
+	int64_t per = cv->h * cv->w;
+	if (cv->sh == 2 && cv->sw == 2 && cv->h == 2 * cv->oh && cv->w == 2 * cv->ow &&
+	    cv->ow <= VL) {
+		/* reads up to 2 * VL floats from a row start: the guard covers the end */
+		int64_t chunk = 8192 / (per * cv->n > 0 ? per * cv->n : 1);
+		dfq_pool_run(pool, cv->c, chunk > 1 ? chunk : 1, deint2_task, &j);
+	} else {
+		int64_t chunk = 8192 / (per > 0 ? per : 1);
+		dfq_pool_run(pool, cv->c * cv->n, chunk > 1 ? chunk : 1, deint_task, &j);
+	}
+	sm->src = dst + FUSED_GUARD;
+}
+
+/* d[0..len) = s[i] where the tap's mask (row m, starting at period position r)
+ * says valid, else 0. */
+INLINE void mshift_body(float *restrict d, const float *s, const int32_t *m, int64_t r, int64_t ohw,
+                        int64_t len)
+{
+	int64_t i = 0;
+	for (; i + VL <= len; i += VL) {
+		v16f x;
+		v16i mm;
+		memcpy(&x, s + i, sizeof x);
+		memcpy(&mm, m + r, sizeof mm);
+		x = (v16f)((v16i)x & mm);
+		memcpy(d + i, &x, sizeof x);
+		r += VL;
+		while (r >= ohw)
+			r -= ohw;
+	}
+	for (; i < len; i++) {
+		d[i] = m[r] ? s[i] : 0.0f;
+		if (++r == ohw)
+			r = 0;
+	}
+}
+
+/* mshift_body with lane masks (km: the tap's lane-mask row): masked lanes are
+ * not even loaded. */
+TARGET_AVX512 static void mshift_avx512(float *d, const float *s, const uint16_t *km, int64_t r,
+                                        int64_t ohw, int64_t len)
+{
+	int64_t i = 0;
+	for (; i + VL <= len; i += VL) {
+		_mm512_storeu_ps(d + i, _mm512_maskz_loadu_ps(km[r], s + i));
+		r += VL;
+		while (r >= ohw)
+			r -= ohw;
+	}
+	if (i < len) {
+		__mmask16 tail = (__mmask16)((1u << (len - i)) - 1);
+		_mm512_mask_storeu_ps(d + i, tail, _mm512_maskz_loadu_ps(km[r] & tail, s + i));
+	}
+}
+
+TARGET_AVX2 static void mshift_avx2(float *d, const float *s, const int32_t *m, int64_t r,
+                                    int64_t ohw, int64_t len)
+{
+	mshift_body(d, s, m, r, ohw, len);
+}
+
+static void mshift_generic(float *d, const float *s, const int32_t *m, int64_t r, int64_t ohw,
+                           int64_t len)
+{
+	mshift_body(d, s, m, r, ohw, len);
+}
+
+/* --- group-1 convolution: im2col + SGEMM -------------------------------------------------- */
+
+struct gemm_plan {
+	const struct fused_conv *cv;
+	enum isa isa;
+	bool direct; /* 1x1, stride 1, no pads: the input is the column matrix */
+	struct shiftmap sm;
+	int64_t k;       /* c * kh * kw */
+	int64_t cols;    /* n * oh * ow */
+	int64_t cb, ncb; /* column block size and count */
+	int64_t rb, nrb; /* row block size and count */
+	float *cols_buf; /* per thread k * ldcol floats */
+	int64_t ldcol;   /* row stride of an im2col block: cb rounded up to whole vectors */
+	int64_t per_thread;
+	bool own; /* our micro-kernel (AVX-512) rather than the BLAS */
+};
+
+/* Columns [j0, j1) of the im2col matrix into col (k rows, nb floats apart), row
+ * segment by row segment: for geometries without a shift map. */
+static void im2col_rows(const struct fused_conv *cv, int64_t j0, int64_t j1, float *col, int64_t nb)
+{
+	int64_t ohw = cv->oh * cv->ow;
+	for (int64_t r = 0; r < cv->c * cv->kh * cv->kw; r++) {
+		int64_t c = r / (cv->kh * cv->kw), kh = r / cv->kw % cv->kh, kw = r % cv->kw;
+		int64_t off = kw * cv->dw - cv->pw;
+		for (int64_t j = j0; j < j1;) {
+			int64_t img = j / ohw, p = j % ohw, oh = p / cv->ow, ow0 = p % cv->ow;
+			int64_t len = cv->ow - ow0 < j1 - j ? cv->ow - ow0 : j1 - j;
+			int64_t ih = oh * cv->sh - cv->ph + kh * cv->dh;
+			const float *xr = ih >= 0 && ih < cv->h
+			                      ? cv->x + ((c * cv->n + img) * cv->h + ih) * cv->w
+			                      : NULL;
+			/* output columns ow0.. read input columns ow * sw + off */
+			gather_row(col + r * nb + (j - j0), xr, len, cv->sw, ow0 * cv->sw + off,
+			           cv->w);
+			j += len;
+		}
+	}
+}
+
+/* The same block through the shift map: one masked run per im2col row. */
+static void im2col_shift(const struct gemm_plan *gp, int64_t j0, int64_t j1, float *col, int64_t ld)
+{
+	const struct fused_conv *cv = gp->cv;
+	const struct shiftmap *sm = &gp->sm;
+	int64_t nb = j1 - j0, r0 = j0 % sm->ohw, blk = cv->n * sm->ohw;
+	for (int64_t r = 0; r < gp->k; r++) {
+		int64_t c = r / sm->ntaps;
+		int t = (int)(r % sm->ntaps);
+		const float *s = sm->src + (c * sm->nph + sm->ph[t]) * blk + sm->off[t] + j0;
+		float *d = col + r * ld;
+		if (sm->full[t]) {
+			memcpy(d, s, (size_t)nb * sizeof *d);
+			continue;
+		}
+		const int32_t *m = tap_mask(sm, t);
+		switch (gp->isa) {
+		case ISA_AVX512:
+			mshift_avx512(d, s, tap_kmask(sm, t), r0, sm->ohw, nb);
+			break;
+		case ISA_AVX2:
+			mshift_avx2(d, s, m, r0, sm->ohw, nb);
+			break;
+		default:
+			mshift_generic(d, s, m, r0, sm->ohw, nb);
+			break;
+		}
+	}
+}
+
+/* The im2col block of columns [j0, j1) (or the input itself for a direct 1x1
+ * convolution): *ldb gets its row stride. */
+static const float *gemm_cols(const struct gemm_plan *gp, int64_t j0, int64_t j1, int tid,
+                              int64_t *ldb)
+{
+	if (gp->direct) {
+		*ldb = gp->cols;
+		return gp->cv->x + j0;
+	}
+	float *s = gp->cols_buf + (int64_t)tid * gp->per_thread;
+	if (gp->sm.ok)
+		im2col_shift(gp, j0, j1, s, gp->ldcol);
+	else
+		im2col_rows(gp->cv, j0, j1, s, gp->ldcol);
+	*ldb = gp->ldcol;
+	return s;
+}
+
+/* One task through the BLAS: SGEMM, then the epilogue row by row. */
+static void gemm_blas(const struct gemm_plan *gp, int64_t j0, int64_t j1, int64_t m0, int64_t m1,
+                      int tid)
+{
+	const struct fused_conv *cv = gp->cv;
+	int64_t ldb;
+	const float *b = gemm_cols(gp, j0, j1, tid, &ldb);
+	float *y = cv->y + m0 * gp->cols + j0;
+	dfq_sgemm(false, false, (int)(m1 - m0), (int)(j1 - j0), (int)gp->k, 1.0f,
+	          cv->wt + m0 * gp->k, (int)gp->k, b, (int)ldb, 0.0f, y, (int)gp->cols);
+	const struct fused_epi *e = &cv->epi;
+	for (int64_t m = m0; m < m1; m++) {
+		int64_t o = m * gp->cols + j0;
+		epi_row(gp->isa, cv->y + o, e->res ? e->res + o : NULL, j1 - j0, epi_scale(e, m),
+		        epi_bias(e, m), e);
+	}
+}
+
+/* --- our SGEMM micro-kernel (AVX-512) ----------------------------------------------------- */
+
+/* A tile is GEMM_MR output rows by nv vectors of columns, summed in registers
+ * over all of k and stored once through the epilogue: no packing (rows of B
+ * are read in place, and the GEMM_MR weight rows are broadcast from where they
+ * are: each row's cache line serves 16 steps of k), no zeroing pass, no second
+ * pass for the epilogue. */
+
+/* C tile at c (row stride ldc) = epilogue(W rows at w (row stride k) times B
+ * at b (row stride ldb)).  rows: output rows that exist (the tile's others
+ * repeat the last one and are not stored); lanes: columns that exist in the
+ * last vector. */
+INLINE void tile_body(const int nv, const float *w, const float *restrict b, int64_t ldb, int64_t k,
+                      float *restrict c, const float *restrict res, int64_t ldc, int rows,
+                      int lanes, int64_t m0, const struct fused_epi *e)
+{
+	const float *wr[GEMM_MR];
+#pragma GCC unroll 8
+	for (int i = 0; i < GEMM_MR; i++)
+		wr[i] = w + (i < rows ? i : rows - 1) * k;
+	v16f acc[GEMM_MR][GEMM_NV];
+#pragma GCC unroll 8
+	for (int i = 0; i < GEMM_MR; i++)
+#pragma GCC unroll 8
+		for (int v = 0; v < GEMM_NV; v++)
+			acc[i][v] = (v16f){0};
+	for (int64_t kk = 0; kk < k; kk++) {
+		v16f bv[GEMM_NV];
+#pragma GCC unroll 8
+		for (int v = 0; v < nv; v++)
+			memcpy(&bv[v], b + kk * ldb + v * VL, sizeof bv[v]);
+#pragma GCC unroll 8
+		for (int i = 0; i < GEMM_MR; i++) {
+			float wv = wr[i][kk];
+#pragma GCC unroll 8
+			for (int v = 0; v < nv; v++)
+				acc[i][v] += wv * bv[v];
+		}
+	}
+	v16f lo1 = {0}, hi1 = {0}, lo2 = {0}, hi2 = {0};
+	lo1 += e->lo1;
+	hi1 += e->hi1;
+	lo2 += e->lo2;
+	hi2 += e->hi2;
+#pragma GCC unroll 8
+	for (int i = 0; i < GEMM_MR; i++) {
+		if (i >= rows)
+			break;
+		float si = epi_scale(e, m0 + i), bi = epi_bias(e, m0 + i);
+#pragma GCC unroll 8
+		for (int v = 0; v < nv; v++) {
+			v16f x = acc[i][v] * si + bi;
+			if (e->act1)
+				VCLIP(x, lo1, hi1);
+			float *cp = c + i * ldc + v * VL;
+			const float *rp = res ? res + i * ldc + v * VL : NULL;
+			size_t len = (v == nv - 1 ? (size_t)lanes : VL) * sizeof(float);
+			if (len == sizeof x) {
+				if (rp) {
+					v16f rv;
+					memcpy(&rv, rp, sizeof rv);
+					x += rv;
+				}
+				if (e->act2)
+					VCLIP(x, lo2, hi2);
+				memcpy(cp, &x, sizeof x);
+			} else {
+				if (rp) {
+					v16f rv = {0};
+					memcpy(&rv, rp, len);
+					x += rv;
+				}
+				if (e->act2)
+					VCLIP(x, lo2, hi2);
+				memcpy(cp, &x, len);
+			}
+		}
+	}
+}
+
+TARGET_AVX512 static void tile_avx512(int nv, const float *w, const float *b, int64_t ldb,
+                                      int64_t k, float *c, const float *res, int64_t ldc, int rows,
+                                      int lanes, int64_t m0, const struct fused_epi *e)
+{
+	switch (nv) {
+	case 3:
+		tile_body(3, w, b, ldb, k, c, res, ldc, rows, lanes, m0, e);
+		break;
+	case 2:
+		tile_body(2, w, b, ldb, k, c, res, ldc, rows, lanes, m0, e);
+		break;
+	default:
+		tile_body(1, w, b, ldb, k, c, res, ldc, rows, lanes, m0, e);
+		break;
+	}
+}
+
+/* One task through the micro-kernel.  Loads past the last column read the
+ * im2col block's padding or the input's next row or guard: those lanes are
+ * computed and never stored. */
+static void gemm_own(const struct gemm_plan *gp, int64_t j0, int64_t j1, int64_t m0, int64_t m1,
+                     int tid)
+{
+	const struct fused_conv *cv = gp->cv;
+	const struct fused_epi *e = &cv->epi;
+	int64_t ldb;
+	const float *b = gemm_cols(gp, j0, j1, tid, &ldb);
+	for (int64_t jt = j0; jt < j1; jt += GEMM_NV * VL) {
+		int64_t ncol = j1 - jt < GEMM_NV * VL ? j1 - jt : GEMM_NV * VL;
+		int nv = (int)ceil_div(ncol, VL);
+		int lanes = (int)(ncol - (nv - 1) * VL);
+		for (int64_t mp = m0; mp < m1; mp += GEMM_MR) {
+			int rows = (int)(cv->m - mp < GEMM_MR ? cv->m - mp : GEMM_MR);
+			int64_t o = mp * gp->cols + jt;
+			tile_avx512(nv, cv->wt + mp * gp->k, b + (jt - j0), ldb, gp->k, cv->y + o,
+			            e->res ? e->res + o : NULL, gp->cols, rows, lanes, mp, e);
+		}
+	}
+}
+
+static void gemm_task(void *arg, int64_t begin, int64_t end, int tid)
+{
+	const struct gemm_plan *gp = arg;
+	const struct fused_conv *cv = gp->cv;
+	for (int64_t t = begin; t < end; t++) {
+		int64_t cbi = t / gp->nrb, rbi = t % gp->nrb;
+		int64_t j0 = cbi * gp->cb, j1 = j0 + gp->cb < gp->cols ? j0 + gp->cb : gp->cols;
+		int64_t m0 = rbi * gp->rb, m1 = m0 + gp->rb < cv->m ? m0 + gp->rb : cv->m;
+		if (gp->own)
+			gemm_own(gp, j0, j1, m0, m1, tid);
+		else
+			gemm_blas(gp, j0, j1, m0, m1, tid);
+	}
+}
+
+/* Blocks: columns sized so an im2col block and its output stay in L2; when
+ * that leaves fewer than TASKS_PER_THREAD tasks per thread (one small image),
+ * columns and then rows are split further. */
+static void gemm_blocks(struct gemm_plan *gp, int nthreads)
+{
+	const struct fused_conv *cv = gp->cv;
+	int64_t per_col = gp->k + cv->m;
+	int64_t cap = GEMM_BLOCK_FLOATS / (per_col > 0 ? per_col : 1);
+	cap = cap < GEMM_MIN_COLS ? GEMM_MIN_COLS : round_up(cap, VL);
+	int64_t want = (int64_t)TASKS_PER_THREAD * nthreads;
+	gp->ncb = ceil_div(gp->cols, cap);
+	if (gp->ncb < want && nthreads > 1) {
+		int64_t most = gp->cols / GEMM_MIN_COLS;
+		gp->ncb = want < most ? want : (most > gp->ncb ? most : gp->ncb);
+	}
+	if (gp->ncb < 1)
+		gp->ncb = 1;
+	gp->cb = round_up(ceil_div(gp->cols, gp->ncb), VL);
+	gp->ncb = ceil_div(gp->cols, gp->cb);
+	gp->nrb = 1;
+	if (gp->ncb < want && nthreads > 1) {
+		int64_t nrb = ceil_div(want, gp->ncb), most = cv->m / GEMM_MIN_ROWS;
+		gp->nrb = nrb < most ? nrb : (most > 1 ? most : 1);
+	}
+	gp->rb = round_up(ceil_div(cv->m, gp->nrb), GEMM_MR);
+	gp->nrb = ceil_div(cv->m, gp->rb);
+}
+
+static void gemm_setup(struct gemm_plan *gp, const struct fused_conv *cv, int nthreads)
+{
+	memset(gp, 0, sizeof *gp);
+	gp->cv = cv;
+	gp->direct = cv->kh == 1 && cv->kw == 1 && cv->sh == 1 && cv->sw == 1 && cv->ph == 0 &&
+	             cv->pw == 0 && cv->oh == cv->h && cv->ow == cv->w;
+	gp->k = cv->c * cv->kh * cv->kw;
+	gp->cols = cv->n * cv->oh * cv->ow;
+	if (!gp->direct)
+		shiftmap_plan(cv, &gp->sm);
+	gemm_blocks(gp, nthreads);
+	gp->ldcol = round_up(gp->cb, VL);
+	gp->per_thread = gp->direct ? 0 : round_up(gp->k * gp->ldcol, VL);
+	gp->isa = isa_now();
+	gp->own = gp->isa == ISA_AVX512;
+}
+
+/* --- depthwise through the shift map ------------------------------------------------------ */
+
+struct dwm_job {
+	const struct fused_conv *cv;
+	enum isa isa;
+	struct shiftmap sm;
+	int64_t chunk, nchunks; /* flat outputs per item, items per channel */
+};
+
+/* The epilogue after act1 for one vector of outputs at y + q (len lanes exist). */
+#define DWM_STORE(acc, q, len)                                                                     \
+	do {                                                                                       \
+		if ((len) == VL) {                                                                 \
+			if (res) {                                                                 \
+				v16f rv_;                                                          \
+				memcpy(&rv_, res + (q), sizeof rv_);                               \
+				(acc) += rv_;                                                      \
+			}                                                                          \
+			if (e->act2)                                                               \
+				VCLIP(acc, lo2, hi2);                                              \
+			memcpy(y + (q), &(acc), sizeof(acc));                                      \
+		} else {                                                                           \
+			if (res) {                                                                 \
+				v16f rv_ = {0};                                                    \
+				memcpy(&rv_, res + (q), (size_t)(len) * sizeof(float));            \
+				(acc) += rv_;                                                      \
+			}                                                                          \
+			if (e->act2)                                                               \
+				VCLIP(acc, lo2, hi2);                                              \
+			memcpy(y + (q), &(acc), (size_t)(len) * sizeof(float));                    \
+		}                                                                                  \
+	} while (0)
+
+/* y[q] for q in [q0, q1) of output channel m (flat over images and pixels). */
+INLINE void dwm_body(const struct dwm_job *jb, int64_t m, int64_t q0, int64_t q1)
+{
+	const struct fused_conv *cv = jb->cv;
+	const struct shiftmap *sm = &jb->sm;
+	const struct fused_epi *e = &cv->epi;
+	int64_t blk = cv->n * sm->ohw, c = m / (cv->m / cv->c), ohw = sm->ohw;
+	int nt = sm->ntaps;
+	const float *src[DW_MAX_TAPS];
+	const int32_t *msk[DW_MAX_TAPS];
+	for (int t = 0; t < nt; t++) {
+		src[t] = sm->src + (c * sm->nph + sm->ph[t]) * blk + sm->off[t];
+		msk[t] = tap_mask(sm, t);
+	}
+	const float *wk = cv->wt + m * nt;
+	float *y = cv->y + m * blk;
+	const float *res = e->res ? e->res + m * blk : NULL;
+	v16f scale = {0}, bias = {0}, lo1 = {0}, hi1 = {0}, lo2 = {0}, hi2 = {0};
+	scale += epi_scale(e, m);
+	bias += epi_bias(e, m);
+	lo1 += e->lo1;
+	hi1 += e->hi1;
+	lo2 += e->lo2;
+	hi2 += e->hi2;
+	int64_t r = q0 % ohw;
+	for (int64_t q = q0; q < q1; q += DWM_NV * VL) {
+		/* the mask positions of the step's vectors */
+		int64_t rv[DWM_NV];
+#pragma GCC unroll 8
+		for (int v = 0; v < DWM_NV; v++) {
+			rv[v] = r;
+			r += VL;
+			while (r >= ohw)
+				r -= ohw;
+		}
+		v16f a[DWM_NV];
+#pragma GCC unroll 8
+		for (int v = 0; v < DWM_NV; v++)
+			a[v] = (v16f){0};
+		for (int t = 0; t < nt; t++) {
+			const float *sp = src[t] + q;
+			const int32_t *mp = msk[t];
+			float w = wk[t];
+#pragma GCC unroll 8
+			for (int v = 0; v < DWM_NV; v++) {
+				v16f x;
+				v16i mm;
+				memcpy(&x, sp + v * VL, sizeof x);
+				memcpy(&mm, mp + rv[v], sizeof mm);
+				a[v] += w * (v16f)((v16i)x & mm);
+			}
+		}
+		int64_t left = q1 - q;
+#pragma GCC unroll 8
+		for (int v = 0; v < DWM_NV; v++) {
+			if (left <= v * VL)
+				break;
+			v16f acc = a[v] * scale + bias;
+			if (e->act1)
+				VCLIP(acc, lo1, hi1);
+			int64_t len = left - v * VL < VL ? left - v * VL : VL;
+			DWM_STORE(acc, q + v * VL, len);
+		}
+	}
+}
+
+/* dwm_body with lane masks: one (masked) load per tap and vector. */
+TARGET_AVX512 static void dwm_avx512(const struct dwm_job *jb, int64_t m, int64_t q0, int64_t q1)
+{
+	const struct fused_conv *cv = jb->cv;
+	const struct shiftmap *sm = &jb->sm;
+	const struct fused_epi *e = &cv->epi;
+	int64_t blk = cv->n * sm->ohw, c = m / (cv->m / cv->c), ohw = sm->ohw;
+	int nt = sm->ntaps;
+	const float *src[DW_MAX_TAPS];
+	const uint16_t *km[DW_MAX_TAPS];
+	for (int t = 0; t < nt; t++) {
+		src[t] = sm->src + (c * sm->nph + sm->ph[t]) * blk + sm->off[t];
+		km[t] = tap_kmask(sm, t);
+	}
+	const float *wk = cv->wt + m * nt;
+	float *y = cv->y + m * blk;
+	const float *res = e->res ? e->res + m * blk : NULL;
+	v16f scale = {0}, bias = {0}, lo1 = {0}, hi1 = {0}, lo2 = {0}, hi2 = {0};
+	scale += epi_scale(e, m);
+	bias += epi_bias(e, m);
+	lo1 += e->lo1;
+	hi1 += e->hi1;
+	lo2 += e->lo2;
+	hi2 += e->hi2;
+	int64_t r = q0 % ohw;
+	for (int64_t q = q0; q < q1; q += DWM_NV * VL) {
+		int64_t rv[DWM_NV];
+#pragma GCC unroll 8
+		for (int v = 0; v < DWM_NV; v++) {
+			rv[v] = r;
+			r += VL;
+			while (r >= ohw)
+				r -= ohw;
+		}
+		__m512 a[DWM_NV];
+#pragma GCC unroll 8
+		for (int v = 0; v < DWM_NV; v++)
+			a[v] = _mm512_setzero_ps();
+		for (int t = 0; t < nt; t++) {
+			const float *sp = src[t] + q;
+			const uint16_t *kt = km[t];
+			__m512 w = _mm512_set1_ps(wk[t]);
+#pragma GCC unroll 8
+			for (int v = 0; v < DWM_NV; v++)
+				a[v] = _mm512_fmadd_ps(
+				    w, _mm512_maskz_loadu_ps(kt[rv[v]], sp + v * VL), a[v]);
+		}
+		int64_t left = q1 - q;
+#pragma GCC unroll 8
+		for (int v = 0; v < DWM_NV; v++) {
+			if (left <= v * VL)
+				break;
+			v16f acc = (v16f)a[v] * scale + bias;
+			if (e->act1)
+				VCLIP(acc, lo1, hi1);
+			int64_t len = left - v * VL < VL ? left - v * VL : VL;
+			DWM_STORE(acc, q + v * VL, len);
+		}
+	}
+}
+
+TARGET_AVX2 static void dwm_avx2(const struct dwm_job *jb, int64_t m, int64_t q0, int64_t q1)
+{
+	dwm_body(jb, m, q0, q1);
+}
+
+static void dwm_generic(const struct dwm_job *jb, int64_t m, int64_t q0, int64_t q1)
+{
+	dwm_body(jb, m, q0, q1);
+}
+
+/* Work item = (output channel, chunk of its flat outputs). */
+static void dwm_task(void *arg, int64_t begin, int64_t end, int tid)
+{
+	const struct dwm_job *jb = arg;
+	int64_t blk = jb->cv->n * jb->sm.ohw;
+	for (int64_t it = begin; it < end; it++) {
+		int64_t m = it / jb->nchunks, q0 = it % jb->nchunks * jb->chunk;
+		int64_t q1 = q0 + jb->chunk < blk ? q0 + jb->chunk : blk;
+		switch (jb->isa) {
+		case ISA_AVX512:
+			dwm_avx512(jb, m, q0, q1);
+			break;
+		case ISA_AVX2:
+			dwm_avx2(jb, m, q0, q1);
+			break;
+		default:
+			dwm_generic(jb, m, q0, q1);
+			break;
+		}
+	}
+}
+
+/* --- depthwise through padded phase planes (any geometry) ----------------------------------- */
+
+struct dw_plan {
+	const struct fused_conv *cv;
+	enum isa isa;
+	int64_t hq, wq; /* phase plane rows and columns */
+	int64_t plane;  /* floats per phase plane, over-read slack included */
+	int64_t nflat;  /* oh * wq rounded up to whole vectors */
+	int nph;        /* sh * sw phase planes */
+	int ntaps;
+	int tap_ph[DW_MAX_TAPS];      /* phase plane of each tap */
+	int64_t tap_off[DW_MAX_TAPS]; /* offset of each tap in its phase plane */
+	float *scratch;
+	int64_t per_thread;
+};
+
+static void dw_setup(struct dw_plan *dp, const struct fused_conv *cv)
+{
+	memset(dp, 0, sizeof *dp);
+	dp->cv = cv;
+	/* padded extent actually read: the last output's window */
+	int64_t hp = (cv->oh - 1) * cv->sh + (cv->kh - 1) * cv->dh + 1;
+	int64_t wp = (cv->ow - 1) * cv->sw + (cv->kw - 1) * cv->dw + 1;
+	dp->hq = ceil_div(hp, cv->sh);
+	dp->wq = ceil_div(wp, cv->sw);
+	dp->nph = (int)(cv->sh * cv->sw);
+	dp->nflat = round_up(cv->oh * dp->wq, VL);
+	dp->ntaps = (int)(cv->kh * cv->kw);
+	int64_t maxoff = 0;
+	for (int64_t kh = 0; kh < cv->kh; kh++) {
+		for (int64_t kw = 0; kw < cv->kw; kw++) {
+			int t = (int)(kh * cv->kw + kw);
+			int64_t rr = kh * cv->dh, cc = kw * cv->dw;
+			dp->tap_ph[t] = (int)(rr % cv->sh * cv->sw + cc % cv->sw);
+			dp->tap_off[t] = rr / cv->sh * dp->wq + cc / cv->sw;
+			if (dp->tap_off[t] > maxoff)
+				maxoff = dp->tap_off[t];
+		}
+	}
+	/* the last flat vector may read up to maxoff + nflat */
+	int64_t need = dp->nflat + maxoff;
+	dp->plane = round_up(need > dp->hq * dp->wq ? need : dp->hq * dp->wq, VL);
+	dp->per_thread = round_up((int64_t)dp->nph * dp->plane + dp->nflat, VL);
+}
+
+/* Fill the phase planes of one input plane xp (h x w). */
+static void dw_fill(const struct dw_plan *dp, const float *xp, float *ph)
+{
+	const struct fused_conv *cv = dp->cv;
+	for (int64_t a = 0; a < cv->sh; a++) {
+		for (int64_t b = 0; b < cv->sw; b++) {
+			float *q = ph + (a * cv->sw + b) * dp->plane;
+			for (int64_t i = 0; i < dp->hq; i++) {
+				int64_t r = a + cv->sh * i - cv->ph;
+				const float *xr = r >= 0 && r < cv->h ? xp + r * cv->w : NULL;
+				gather_row(q + i * dp->wq, xr, dp->wq, cv->sw, b - cv->pw, cv->w);
+			}
+			memset(q + dp->hq * dp->wq, 0,
+			       (size_t)(dp->plane - dp->hq * dp->wq) * sizeof *q);
+		}
+	}
+}
+
+/* out[0..nflat) = act1(sum of taps * scale + bias) on the flat (oh x wq) grid. */
+INLINE void dw_stencil_body(const struct dw_plan *dp, const float *ph, const float *wk, float scale,
+                            float bias, float *out)
+{
+	const struct fused_epi *e = &dp->cv->epi;
+	v16f lo = {0}, hi = {0};
+	lo += e->lo1;
+	hi += e->hi1;
+	for (int64_t q = 0; q < dp->nflat; q += VL) {
+		v16f acc = {0};
+		for (int t = 0; t < dp->ntaps; t++) {
+			v16f x;
+			memcpy(&x, ph + dp->tap_ph[t] * dp->plane + dp->tap_off[t] + q, sizeof x);
+			acc += wk[t] * x;
+		}
+		acc = acc * scale + bias;
+		if (e->act1)
+			VCLIP(acc, lo, hi);
+		memcpy(out + q, &acc, sizeof acc);
+	}
+}
+
+TARGET_AVX512 static void dw_stencil_avx512(const struct dw_plan *dp, const float *ph,
+                                            const float *wk, float scale, float bias, float *out)
+{
+	dw_stencil_body(dp, ph, wk, scale, bias, out);
+}
+
+TARGET_AVX2 static void dw_stencil_avx2(const struct dw_plan *dp, const float *ph, const float *wk,
+                                        float scale, float bias, float *out)
+{
+	dw_stencil_body(dp, ph, wk, scale, bias, out);
+}
+
+static void dw_stencil_generic(const struct dw_plan *dp, const float *ph, const float *wk,
+                               float scale, float bias, float *out)
+{
+	dw_stencil_body(dp, ph, wk, scale, bias, out);
+}
+
+/* Work item = output plane (channel m, image i), item = m * n + i. */
+static void dw_task(void *arg, int64_t begin, int64_t end, int tid)
+{
+	const struct dw_plan *dp = arg;
+	const struct fused_conv *cv = dp->cv;
+	const struct fused_epi *e = &cv->epi;
+	float *ph = dp->scratch + (int64_t)tid * dp->per_thread;
+	float *flat = ph + (int64_t)dp->nph * dp->plane;
+	int64_t mult = cv->m / cv->c, ohw = cv->oh * cv->ow;
+	for (int64_t it = begin; it < end; it++) {
+		int64_t m = it / cv->n, i = it % cv->n;
+		dw_fill(dp, cv->x + (m / mult * cv->n + i) * cv->h * cv->w, ph);
+		const float *wk = cv->wt + m * dp->ntaps;
+		float sc = epi_scale(e, m), bias = epi_bias(e, m);
+		switch (dp->isa) {
+		case ISA_AVX512:
+			dw_stencil_avx512(dp, ph, wk, sc, bias, flat);
+			break;
+		case ISA_AVX2:
+			dw_stencil_avx2(dp, ph, wk, sc, bias, flat);
+			break;
+		default:
+			dw_stencil_generic(dp, ph, wk, sc, bias, flat);
+			break;
+		}
+		float *y = cv->y + it * ohw;
+		for (int64_t oh = 0; oh < cv->oh; oh++)
+			memcpy(y + oh * cv->ow, flat + oh * dp->wq, (size_t)cv->ow * sizeof *y);
+		if (e->res || e->act2) {
+			/* the rest of the epilogue: scale, bias and act1 were applied above */
+			struct fused_epi rest = {.act2 = e->act2, .lo2 = e->lo2, .hi2 = e->hi2};
+			epi_row(dp->isa, y, e->res ? e->res + it * ohw : NULL, ohw, 1.0f, 0.0f,
+			        &rest);
+		}
+	}
+}
+
+/* --- entry points ------------------------------------------------------------------------ */
+
+int64_t fused_conv_scratch(const struct fused_conv *cv, int nthreads)
+{
+	if (cv->depthwise) {
+		struct shiftmap sm;
+		shiftmap_plan(cv, &sm);
+		if (sm.ok)
+			return shiftmap_mask_floats(&sm) + shiftmap_src_floats(cv, &sm);
+		struct dw_plan dp;
+		dw_setup(&dp, cv);
+		return dp.per_thread * nthreads;
+	}
+	struct gemm_plan gp;
+	gemm_setup(&gp, cv, nthreads);
+	int64_t need = gp.per_thread * nthreads;
+	if (gp.sm.ok)
+		need += shiftmap_mask_floats(&gp.sm) + shiftmap_src_floats(cv, &gp.sm);
+	return need;
+}
+
+static void run_depthwise(const struct fused_conv *cv, struct dfq_pool *pool, float *scratch)
+{
+	int nthreads = dfq_pool_size(pool);
+	struct dwm_job jb = {.cv = cv, .isa = isa_now()};
+	shiftmap_plan(cv, &jb.sm);
+	if (jb.sm.ok) {
+		int32_t *mask = (int32_t *)scratch;
+		shiftmap_masks(cv, &jb.sm, mask);
+		shiftmap_set_masks(&jb.sm, mask);
+		shiftmap_source(cv, &jb.sm, scratch + shiftmap_mask_floats(&jb.sm), pool);
+		int64_t blk = cv->n * jb.sm.ohw;
+		jb.chunk = blk < DW_CHUNK ? round_up(blk, VL) : DW_CHUNK;
+		jb.nchunks = ceil_div(blk, jb.chunk);
+		/* a few chunks per claim: one channel of one small image is tiny */
+		int64_t per = (4 * DW_CHUNK) / jb.chunk;
+		dfq_pool_run(pool, cv->m * jb.nchunks, per > 1 ? per : 1, dwm_task, &jb);
+		return;
+	}
+	struct dw_plan dp;
+	dw_setup(&dp, cv);
+	dp.isa = jb.isa;
+	dp.scratch = scratch;
+	(void)nthreads;
+	int64_t per = cv->oh * cv->ow, chunk = 4096 / (per > 0 ? per : 1);
+	dfq_pool_run(pool, cv->m * cv->n, chunk > 1 ? chunk : 1, dw_task, &dp);
+}
+
+void fused_conv_run(const struct fused_conv *cv, struct dfq_pool *pool, float *scratch)
+{
+	int nthreads = dfq_pool_size(pool);
+	if (cv->n * cv->m * cv->oh * cv->ow == 0)
+		return;
+	if (cv->depthwise) {
+		run_depthwise(cv, pool, scratch);
+		return;
+	}
+	struct gemm_plan gp;
+	gemm_setup(&gp, cv, nthreads);
+	if (gp.k == 0) {
+		/* no input channels: the sum is empty, only the epilogue remains */
+		memset(cv->y, 0, (size_t)(cv->m * gp.cols) * sizeof *cv->y);
+		for (int64_t m = 0; m < cv->m; m++)
+			epi_row(gp.isa, cv->y + m * gp.cols,
+			        cv->epi.res ? cv->epi.res + m * gp.cols : NULL, gp.cols,
+			        epi_scale(&cv->epi, m), epi_bias(&cv->epi, m), &cv->epi);
+		return;
+	}
+	float *s = scratch;
+	if (gp.sm.ok) {
+		int32_t *mask = (int32_t *)s;
+		shiftmap_masks(cv, &gp.sm, mask);
+		shiftmap_set_masks(&gp.sm, mask);
+		s += shiftmap_mask_floats(&gp.sm);
+		shiftmap_source(cv, &gp.sm, s, pool);
+		s += shiftmap_src_floats(cv, &gp.sm);
+	}
+	if (!gp.own)
+		dfq_blas_set_threads(1);
+	gp.cols_buf = s;
+	dfq_pool_run(pool, gp.ncb * gp.nrb, 1, gemm_task, &gp);
+}
+
+/* --- global average pool and layout changes ------------------------------------------------ */
+
+struct gap_job {
+	const float *x;
+	float *y;
+	int64_t n, c, hw;
+};
+
+static void gap_task(void *arg, int64_t begin, int64_t end, int tid)
+{
+	const struct gap_job *j = arg;
+	for (int64_t it = begin; it < end; it++) {
+		int64_t c = it / j->n, i = it % j->n;
+		const float *p = j->x + it * j->hw;
+		/* four double sums: the oracle sums in double, and independent
+		 * chains keep the adds from waiting on each other */
+		double s[4] = {0, 0, 0, 0};
+		int64_t k = 0;
+		for (; k + 4 <= j->hw; k += 4)
+			for (int u = 0; u < 4; u++)
+				s[u] += p[k + u];
+		for (; k < j->hw; k++)
+			s[0] += p[k];
+		double sum = (s[0] + s[1]) + (s[2] + s[3]);
+		j->y[i * j->c + c] = (float)(sum / (double)j->hw);
+	}
+}
+
+void fused_gap_cnhw(const float *x, int64_t n, int64_t c, int64_t hw, float *y,
+                    struct dfq_pool *pool)
+{
+	struct gap_job j = {.x = x, .y = y, .n = n, .c = c, .hw = hw};
+	int64_t chunk = 8192 / (hw > 0 ? hw : 1);
+	dfq_pool_run(pool, n * c, chunk > 1 ? chunk : 1, gap_task, &j);
+}
+
+struct xpose_job {
+	const float *src;
+	float *dst;
+	int64_t n, c, hw;
+	bool to_cnhw;
+};
+
+/* Work item = one plane, numbered in the destination's order. */
+static void xpose_task(void *arg, int64_t begin, int64_t end, int tid)
+{
+	const struct xpose_job *j = arg;
+	for (int64_t it = begin; it < end; it++) {
+		int64_t a = it / (j->to_cnhw ? j->n : j->c), b = it % (j->to_cnhw ? j->n : j->c);
+		/* to CNHW: it = c * n + i, source plane i * c + c_; back: it = i * c + c_ */
+		int64_t src = j->to_cnhw ? b * j->c + a : b * j->n + a;
+		memcpy(j->dst + it * j->hw, j->src + src * j->hw, (size_t)j->hw * sizeof(float));
+	}
+}
+
+static void xpose(const float *src, float *dst, int64_t n, int64_t c, int64_t hw, bool to_cnhw,
+                  struct dfq_pool *pool)
+{
+	struct xpose_job j = {.src = src, .dst = dst, .n = n, .c = c, .hw = hw, .to_cnhw = to_cnhw};
+	int64_t chunk = 16384 / (hw > 0 ? hw : 1);
+	dfq_pool_run(pool, n * c, chunk > 1 ? chunk : 1, xpose_task, &j);
+}
+
+void fused_nchw_to_cnhw(const float *src, float *dst, int64_t n, int64_t c, int64_t hw,
+                        struct dfq_pool *pool)
+{
+	xpose(src, dst, n, c, hw, true, pool);
+}
+
+void fused_cnhw_to_nchw(const float *src, float *dst, int64_t n, int64_t c, int64_t hw,
+                        struct dfq_pool *pool)
+{
+	xpose(src, dst, n, c, hw, false, pool);
+}

@@ -1,0 +1,74 @@
+/* fused.h - kernels of the fused fast path (fused.c), run by the plan in optimize.c.
+ *
+ * They work on activations in "CNHW" layout: all images' planes of channel 0,
+ * then of channel 1, ...  For a batch that makes a 1x1 convolution one matrix
+ * product with N * H * W columns instead of N small ones, and for one image
+ * (or one channel) it is the same memory as NCHW, so converting is free.
+ * Not part of the public API. */
+#ifndef DFQ_FUSED_H
+#define DFQ_FUSED_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dfq/dfq_error.h"
+#include "dfq/dfq_parallel.h"
+
+/* What follows a convolution's sum, per output element of channel m:
+ *   v = acc * scale[m] + bias[m];  v = clip(v, lo1, hi1) if act1;  v += res;
+ *   v = clip(v, lo2, hi2) if act2
+ * where clip is Clip's "if (v < lo) v = lo; if (v > hi) v = hi" (NaN passes; Relu is
+ * clip(0, +inf)).  res has the output's layout and shape.  A BatchNormalization
+ * after the convolution is its scale and bias. */
+struct fused_epi {
+	const float *scale; /* per output channel, or NULL for 1 */
+	const float *bias;  /* per output channel, or NULL for 0 */
+	bool act1, act2;
+	float lo1, hi1, lo2, hi2;
+	const float *res; /* or NULL */
+};
+
+/* Floats before and after every activation buffer of the plan that kernels may
+ * read (and must ignore): shifted vector loads near the edges of a tensor go
+ * there instead of needing bounds checks. */
+#define FUSED_GUARD 1024
+
+/* Kernel taps (kh * kw) of a depthwise convolution the kernels handle. */
+#define FUSED_MAX_TAPS 64
+
+/* A 2-D convolution, group 1 or depthwise (group == c, any channel multiplier), in CNHW. */
+struct fused_conv {
+	int64_t n, c, h, w;                     /* input */
+	int64_t m, oh, ow;                      /* output channels and size */
+	int64_t kh, kw, sh, sw, dh, dw, ph, pw; /* kernel, strides, dilations, begin pads */
+	bool depthwise;                         /* else group 1 */
+	const float *x;                         /* [c][n][h][w], FUSED_GUARD floats around */
+	const float *wt;                        /* [m][c or 1][kh][kw] */
+	float *y;                               /* [m][n][oh][ow] */
+	struct fused_epi epi;
+};
+
+/* Scratch floats fused_conv_run needs for cv on nthreads threads. */
+int64_t fused_conv_scratch(const struct fused_conv *cv, int nthreads);
+
+/* Run cv on pool (NULL = this thread) with scratch (fused_conv_scratch()
+ * floats, 64-byte aligned, contents irrelevant).  Group-1 convolutions need
+ * the BLAS (dfq_blas_init must have succeeded). */
+void fused_conv_run(const struct fused_conv *cv, struct dfq_pool *pool, float *scratch);
+
+/* GlobalAveragePool of x [c][n][hw] (CNHW) into y [n][c] (NCHW with 1x1 planes). */
+void fused_gap_cnhw(const float *x, int64_t n, int64_t c, int64_t hw, float *y,
+                    struct dfq_pool *pool);
+
+/* Layout changes between NCHW [n][c][hw] and CNHW [c][n][hw]. */
+void fused_nchw_to_cnhw(const float *src, float *dst, int64_t n, int64_t c, int64_t hw,
+                        struct dfq_pool *pool);
+void fused_cnhw_to_nchw(const float *src, float *dst, int64_t n, int64_t c, int64_t hw,
+                        struct dfq_pool *pool);
+
+/* Use the portable kernels even where the CPU has AVX-512 or AVX2 (tests run both). */
+void fused_force_generic(bool on);
+/* "avx512", "avx2" or "generic": the kernels in use. */
+const char *fused_isa(void);
+
+#endif

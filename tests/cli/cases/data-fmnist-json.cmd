@@ -1,0 +1,1 @@
+--json -c 'data fmnist --n 500 --calib 100 --mean 0.5 --std 0.25'

@@ -1,0 +1,1 @@
+-c 'data idx:data/tiny-images-idx3-ubyte,data/tiny-labels-idx1-ubyte.gz --calib 0'

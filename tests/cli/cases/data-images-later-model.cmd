@@ -1,0 +1,1 @@
+-c 'data images:data/images; load data/tinynet.onnx; data'

@@ -1,0 +1,1 @@
+data/tinynet.onnx -c 'data images:data/images --calib 1'

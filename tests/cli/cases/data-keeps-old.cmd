@@ -1,0 +1,1 @@
+-x data-keeps-old.dfq

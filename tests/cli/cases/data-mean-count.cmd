@@ -1,0 +1,1 @@
+-q data/tinynet.onnx -c 'data npy:data/tiny_x.npy,data/tiny_y.npy --mean 0.1,0.2'

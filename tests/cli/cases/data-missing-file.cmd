@@ -1,0 +1,1 @@
+-c 'data npy:data/nope.npy,data/tiny_y.npy'

@@ -1,0 +1,1 @@
+-c 'data npy:data/tiny_x.npy,data/tiny_y.npy --n 12 --mean 0.1,0.2,0.3 --std 2'

@@ -1,0 +1,1 @@
+-q data/tinynet.onnx --data npy:data/tiny_x.npy,data/tiny_y.npy -c 'eval --n 10; eval --batch 7; set batch 1; eval'

@@ -1,0 +1,1 @@
+-c 'data npy:data/tiny_x.npy,data/tiny_y.npy --n 15 --calib 10'

@@ -1,0 +1,1 @@
+--json -c 'echo hello   world; echo; echo "a;b"'

@@ -1,0 +1,1 @@
+-c 'echo ablation W8A8: + ReLU6->ReLU; echo'

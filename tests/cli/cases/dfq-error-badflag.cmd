@@ -1,0 +1,1 @@
+--json --scalar -c 'error 5 --reduce spatial --wbits 2' data/dfqnet.onnx

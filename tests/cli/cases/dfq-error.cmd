@@ -1,0 +1,1 @@
+--scalar -c 'error 1; quantize 1 --wbits 4; error expand.0 --reduce none; error 1 --reduce sum; error 1 --reduce mean; error 1 --reduce spatial; error 5 --reduce channel --out eps.npy' data/dfqnet.onnx

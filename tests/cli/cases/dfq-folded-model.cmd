@@ -1,0 +1,1 @@
+--scalar -c 'layers; fold; quantize all; biascorr all; data npy:data/dfqnet_x.npy,data/dfqnet_y.npy; measure data; biascorr all --empirical --n 10' data/dfqnet_folded.onnx

@@ -1,0 +1,1 @@
+--scalar -c 'infer data/dfqnet_input.npy; quantize all --wbits 3; infer data/dfqnet_input.npy --out q.npy' data/dfqnet.onnx

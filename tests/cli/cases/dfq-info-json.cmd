@@ -1,0 +1,1 @@
+--json --scalar -c 'fold; info dw.0' data/dfqnet.onnx

@@ -1,0 +1,1 @@
+--scalar -c 'info 2; info stem.0; info /fc/Gemm' data/dfqnet.onnx

@@ -1,0 +1,1 @@
+--json --scalar -c layers data/dfqnet.onnx

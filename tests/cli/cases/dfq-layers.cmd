@@ -1,0 +1,1 @@
+--scalar -c layers data/dfqnet.onnx

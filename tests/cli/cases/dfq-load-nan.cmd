@@ -1,0 +1,1 @@
+--scalar -x dfq-load-nan.dfq data/dfqnet.onnx

@@ -1,0 +1,1 @@
+--scalar -c 'relu6-to-relu; quantize all; reset; layers' data/dfqnet.onnx

@@ -1,0 +1,1 @@
+--json -c 'set wbits 6; set scheme sym; set granularity channel; set act-range global; set n-std 4.5; set timing off; show settings'

@@ -1,0 +1,1 @@
+--scalar -c 'load data/tinynet.onnx; layers; fold; relu6-to-relu; equalize; absorb; quantize all; biascorr all; layers'

@@ -1,0 +1,1 @@
+-c 'eval --batch 0'

@@ -1,0 +1,1 @@
+-q data/tinynet.onnx --data images:data/images -c 'eval; eval --n 3 --batch 2'

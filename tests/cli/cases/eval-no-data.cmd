@@ -1,0 +1,1 @@
+data/tinynet.onnx -q -c eval

@@ -1,0 +1,1 @@
+-c 'set batch 32; show settings; set batch 5000'

@@ -1,0 +1,1504 @@
+/* test_model.c - the DFQ model core: layers, targets, fold, relu6, equalize, absorb, quantize,
+ * ranges, bias correction. */
+#include "dfq_test.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dfq/dfq_exec.h"
+#include "dfq/dfq_model.h"
+#include "dfq/dfq_onnx.h"
+#include "model_internal.h"
+
+/* --- deterministic random numbers ------------------------------------------------ */
+
+static uint64_t rng_state = 88172645463325252ULL;
+
+static void rng_seed(uint64_t s)
+{
+	rng_state = s * 2654435761ULL + 88172645463325252ULL;
+}
+
+static double urand(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return ((rng_state >> 11) + 0.5) / 9007199254740992.0;
+}
+
+static double nrand(void)
+{
+	return sqrt(-2.0 * log(urand())) * cos(2.0 * M_PI * urand());
+}
+
+/* --- a small graph builder ------------------------------------------------------- */
+
+static void g_init(struct dfq_graph *g, const char *name, int ndim, const int64_t *dims,
+                   const float *data)
+{
+	int vi = dfq_graph_intern_value(g, name, NULL);
+	assert_true(vi >= 0);
+	struct dfq_tensor *t = dfq_tensor_new(DFQ_DTYPE_F32, ndim, dims, NULL);
+	assert_non_null(t);
+	if (data)
+		memcpy(t->data, data, (size_t)t->numel * sizeof(float));
+	g->values[vi].init = t;
+	dfq_tensor_shape(t, &g->values[vi].shape);
+}
+
+static void g_scalar(struct dfq_graph *g, const char *name, float v)
+{
+	int vi = dfq_graph_intern_value(g, name, NULL);
+	struct dfq_tensor *t = dfq_tensor_new(DFQ_DTYPE_F32, 0, NULL, NULL);
+	assert_non_null(t);
+	dfq_tensor_f32(t)[0] = v;
+	g->values[vi].init = t;
+	dfq_tensor_shape(t, &g->values[vi].shape);
+}
+
+static int g_node(struct dfq_graph *g, const char *op, const char *name, int nin,
+                  const char *const *ins, const char *out)
+{
+	int ni = dfq_graph_add_node(g, name, op, 13, nin, ins, 1, &out, NULL);
+	assert_true(ni >= 0);
+	return ni;
+}
+
+static void g_attr_i(struct dfq_graph *g, int ni, const char *name, int64_t v)
+{
+	struct dfq_attr a = {.name = (char *)name, .type = DFQ_ATTR_INT, .i = v};
+	assert_int_equal(dfq_graph_node_add_attr(g, ni, &a, NULL), DFQ_OK);
+}
+
+static void g_attr_ints(struct dfq_graph *g, int ni, const char *name, int n, int64_t *v)
+{
+	struct dfq_attr a = {.name = (char *)name, .type = DFQ_ATTR_INTS, .n = n, .ints = v};
+	assert_int_equal(dfq_graph_node_add_attr(g, ni, &a, NULL), DFQ_OK);
+}
+
+static void g_io(struct dfq_graph *g, const char *in, int ndim, const int64_t *dims,
+                 const char *out)
+{
+	int vi = dfq_graph_intern_value(g, in, NULL);
+	g->values[vi].shape.dtype = DFQ_DTYPE_F32;
+	g->values[vi].shape.ndim = ndim;
+	memcpy(g->values[vi].shape.dims, dims, (size_t)ndim * sizeof *dims);
+	g->inputs = malloc(sizeof *g->inputs);
+	g->inputs[0] = vi;
+	g->ninputs = 1;
+	g->outputs = malloc(sizeof *g->outputs);
+	g->outputs[0] = dfq_graph_intern_value(g, out, NULL);
+	g->noutputs = 1;
+}
+
+/* Conv "conv_<name>" with weight "<name>.weight": per-output-channel scales
+ * exp(spread * N(0,1)) make channel ranges differ, as in trained MobileNets. */
+static void add_conv(struct dfq_graph *g, const char *name, const char *in, const char *out,
+                     int64_t cin, int64_t cout, int64_t k, int64_t group, bool bias, double spread)
+{
+	char wn[64], bn[64], nn[64];
+	snprintf(wn, sizeof wn, "%s.weight", name);
+	snprintf(bn, sizeof bn, "%s.bias", name);
+	snprintf(nn, sizeof nn, "conv_%s", name);
+	int64_t wd[4] = {cout, cin / group, k, k};
+	int64_t n = wd[0] * wd[1] * k * k;
+	float *w = malloc((size_t)n * sizeof *w);
+	double sd = 1.0 / sqrt((double)(cin / group * k * k));
+	for (int64_t o = 0; o < cout; o++) {
+		double sc = exp(spread * nrand());
+		for (int64_t i = 0; i < n / cout; i++)
+			w[o * (n / cout) + i] = (float)(sd * sc * nrand());
+	}
+	g_init(g, wn, 4, wd, w);
+	free(w);
+	if (bias) {
+		float *b = malloc((size_t)cout * sizeof *b);
+		for (int64_t o = 0; o < cout; o++)
+			b[o] = (float)(0.1 * nrand());
+		g_init(g, bn, 1, &cout, b);
+		free(b);
+	}
+	const char *ins[3] = {in, wn, bn};
+	int ni = g_node(g, "Conv", nn, bias ? 3 : 2, ins, out);
+	int64_t pads[4] = {k / 2, k / 2, k / 2, k / 2};
+	g_attr_ints(g, ni, "pads", 4, pads);
+	if (group > 1)
+		g_attr_i(g, ni, "group", group);
+}
+
+/* Upper end of the BN gammas of model A's blocks. */
+static double gamma_hi = 0.9;
+
+/* BatchNormalization "bn_<name>": gamma U(glo, ghi), beta N(bmu, bsd); mean/var
+ * set by calibrate(). */
+static void add_bn(struct dfq_graph *g, const char *name, const char *in, const char *out,
+                   int64_t c, double glo, double ghi, double bmu, double bsd)
+{
+	char s[4][64];
+	const char *sfx[4] = {"gamma", "beta", "mean", "var"};
+	float *v = malloc((size_t)c * sizeof *v);
+	for (int k = 0; k < 4; k++) {
+		snprintf(s[k], sizeof s[k], "%s.%s", name, sfx[k]);
+		for (int64_t i = 0; i < c; i++)
+			v[i] = k == 0   ? (float)(glo + (ghi - glo) * urand())
+			       : k == 1 ? (float)(bmu + bsd * nrand())
+			       : k == 2 ? 0.0f
+			                : 1.0f;
+		g_init(g, s[k], 1, &c, v);
+	}
+	free(v);
+	char nn[64];
+	snprintf(nn, sizeof nn, "bn_%s", name);
+	const char *ins[5] = {in, s[0], s[1], s[2], s[3]};
+	g_node(g, "BatchNormalization", nn, 5, ins, out);
+}
+
+static void add_act(struct dfq_graph *g, const char *name, bool relu6, const char *in,
+                    const char *out)
+{
+	if (!relu6) {
+		g_node(g, "Relu", name, 1, &in, out);
+		return;
+	}
+	char lo[64], hi[64];
+	snprintf(lo, sizeof lo, "%s.min", name);
+	snprintf(hi, sizeof hi, "%s.max", name);
+	g_scalar(g, lo, 0.0f);
+	g_scalar(g, hi, 6.0f);
+	const char *ins[3] = {in, lo, hi};
+	g_node(g, "Clip", name, 3, ins, out);
+}
+
+/* conv + bn + act as one call: output tensor "<name>.out". */
+static void add_block(struct dfq_graph *g, const char *name, const char *in, int64_t cin,
+                      int64_t cout, int64_t k, int64_t group, int act, double bmu)
+{
+	char c[64], b[64], o[64];
+	snprintf(c, sizeof c, "%s.c", name);
+	snprintf(b, sizeof b, "%s.b", name);
+	snprintf(o, sizeof o, "%s.out", name);
+	add_conv(g, name, in, c, cin, cout, k, group, false, 1.0);
+	add_bn(g, name, c, act ? b : o, cout, 0.3, gamma_hi, bmu, 0.5);
+	if (act) {
+		char an[64];
+		snprintf(an, sizeof an, "act_%s", name);
+		add_act(g, an, act == 6, b, o);
+	}
+}
+
+static void add_head(struct dfq_graph *g, const char *in, int64_t c, int64_t classes)
+{
+	const char *gin = in;
+	g_node(g, "GlobalAveragePool", "gap", 1, &gin, "pooled");
+	const char *fin = "pooled";
+	int ni = g_node(g, "Flatten", "flatten", 1, &fin, "flat");
+	g_attr_i(g, ni, "axis", 1);
+	int64_t wd[2] = {classes, c};
+	float *w = malloc((size_t)(classes * c) * sizeof *w);
+	for (int64_t i = 0; i < classes * c; i++)
+		w[i] = (float)(nrand() / sqrt((double)c));
+	g_init(g, "fc.weight", 2, wd, w);
+	free(w);
+	float *b = calloc((size_t)classes, sizeof *b);
+	g_init(g, "fc.bias", 1, &classes, b);
+	free(b);
+	const char *ins[3] = {"flat", "fc.weight", "fc.bias"};
+	ni = g_node(g, "Gemm", "fc", 3, ins, "logits");
+	g_attr_i(g, ni, "transB", 1);
+}
+
+#define BATCH 8
+
+/* Random input batch [BATCH, c, h, w] ~ N(0, 1). Caller frees. */
+static struct dfq_tensor *rand_input(int64_t c, int64_t h, int64_t w)
+{
+	int64_t d[4] = {BATCH, c, h, w};
+	struct dfq_tensor *t = dfq_tensor_new(DFQ_DTYPE_F32, 4, d, NULL);
+	assert_non_null(t);
+	for (int64_t i = 0; i < t->numel; i++)
+		dfq_tensor_f32(t)[i] = (float)nrand();
+	return t;
+}
+
+/* --- BN calibration: each BN's mean/var from the data reaching it ------------ */
+
+struct calib {
+	int vi;
+	int64_t c;
+	double *s, *s2;
+	int64_t n;
+};
+
+static dfq_status calib_hook(void *user, const struct dfq_graph *g, int vi, struct dfq_tensor *t,
+                             struct dfq_error *err)
+{
+	struct calib *k = user;
+	if (vi != k->vi)
+		return DFQ_OK;
+	int64_t n = t->dims[0], sp = t->numel / (n * k->c);
+	const float *x = dfq_tensor_f32(t);
+	for (int64_t b = 0; b < n; b++)
+		for (int64_t c = 0; c < k->c; c++)
+			for (int64_t i = 0; i < sp; i++) {
+				double v = x[(b * k->c + c) * sp + i];
+				k->s[c] += v;
+				k->s2[c] += v * v;
+			}
+	k->n += n * sp;
+	return DFQ_OK;
+}
+
+static void calibrate(struct dfq_graph *g, const struct dfq_tensor *x)
+{
+	for (int ni = 0; ni < g->nnodes; ni++) {
+		struct dfq_node *n = &g->nodes[ni];
+		if (n->op != DFQ_OP_BATCHNORM)
+			continue;
+		struct calib k = {.vi = n->inputs[0], .c = g->values[n->inputs[1]].init->numel};
+		k.s = calloc((size_t)k.c, sizeof *k.s);
+		k.s2 = calloc((size_t)k.c, sizeof *k.s2);
+		struct dfq_exec *ex = dfq_exec_new(g, NULL, NULL);
+		assert_non_null(ex);
+		dfq_exec_set_hook(ex, calib_hook, &k);
+		struct dfq_tensor *out[1];
+		struct dfq_tensor *in = (struct dfq_tensor *)x;
+		assert_int_equal(dfq_exec_run(ex, &in, out, NULL), DFQ_OK);
+		dfq_tensor_free(out[0]);
+		dfq_exec_free(ex);
+		float *mu = dfq_tensor_f32(g->values[n->inputs[3]].init);
+		float *var = dfq_tensor_f32(g->values[n->inputs[4]].init);
+		for (int64_t c = 0; c < k.c; c++) {
+			double m = k.s[c] / (double)k.n;
+			mu[c] = (float)m;
+			var[c] = (float)fmax(k.s2[c] / (double)k.n - m * m,
+			                     0.05); /* no near-dead channels */
+		}
+		free(k.s);
+		free(k.s2);
+	}
+}
+
+/* Model A, MobileNetV2-like on [N, 4, 10, 10]: two inverted residual blocks
+ * (the second with a residual Add), ReLU6 everywhere, BN after every conv. */
+static struct dfq_graph *model_mbv2(double bmu, uint64_t seed)
+{
+	rng_seed(seed);
+	struct dfq_graph *g = dfq_graph_new(NULL);
+	assert_non_null(g);
+	add_block(g, "c0", "x", 4, 16, 3, 1, 6, bmu);
+	add_block(g, "c1", "c0.out", 16, 16, 3, 16, 6, bmu);
+	add_block(g, "c2", "c1.out", 16, 8, 1, 1, 0, bmu);
+	add_block(g, "c3", "c2.out", 8, 24, 1, 1, 6, bmu);
+	add_block(g, "c4", "c3.out", 24, 24, 3, 24, 6, bmu);
+	add_block(g, "c5", "c4.out", 24, 8, 1, 1, 0, bmu);
+	const char *ains[2] = {"c2.out", "c5.out"};
+	g_node(g, "Add", "add", 2, ains, "sum");
+	add_block(g, "c6", "sum", 8, 32, 1, 1, 6, bmu);
+	add_head(g, "c6.out", 32, 5);
+	int64_t d[4] = {-1, 4, 10, 10};
+	g_io(g, "x", 4, d, "logits");
+	assert_int_equal(dfq_graph_finalize(g, NULL), DFQ_OK);
+	struct dfq_tensor *x = rand_input(4, 10, 10);
+	calibrate(g, x);
+	dfq_tensor_free(x);
+	return g;
+}
+
+/* Model B, ResNet-like on [N, 3, 8, 8] with ReLU: stem, a basic block whose
+ * Add is followed by Relu, head. */
+static struct dfq_graph *model_resnet(uint64_t seed)
+{
+	rng_seed(seed);
+	struct dfq_graph *g = dfq_graph_new(NULL);
+	assert_non_null(g);
+	add_block(g, "stem", "x", 3, 8, 3, 1, 1, 1.0);
+	add_block(g, "a", "stem.out", 8, 8, 3, 1, 1, 1.0);
+	add_block(g, "b", "a.out", 8, 8, 3, 1, 0, 0.0);
+	const char *ains[2] = {"b.out", "stem.out"};
+	g_node(g, "Add", "add", 2, ains, "sum");
+	const char *rin = "sum";
+	g_node(g, "Relu", "relu_add", 1, &rin, "sum.r");
+	add_head(g, "sum.r", 8, 4);
+	int64_t d[4] = {-1, 3, 8, 8};
+	g_io(g, "x", 4, d, "logits");
+	assert_int_equal(dfq_graph_finalize(g, NULL), DFQ_OK);
+	struct dfq_tensor *x = rand_input(3, 8, 8);
+	calibrate(g, x);
+	dfq_tensor_free(x);
+	return g;
+}
+
+/* Model C: an MLP on [N, 12]: MatMul + Add(bias) + BN + Relu, Gemm (transB=0)
+ * + Relu, Gemm (transB=1): the weight layouts [in, out] and [out, in]. */
+static struct dfq_graph *model_mlp(uint64_t seed)
+{
+	rng_seed(seed);
+	struct dfq_graph *g = dfq_graph_new(NULL);
+	assert_non_null(g);
+	int64_t d1[2] = {12, 16}, d2[2] = {16, 10}, d3[2] = {4, 10}, c16 = 16, c10 = 10, c4 = 4;
+	float w[256];
+	double sc[16];
+	for (int o = 0; o < 16; o++)
+		sc[o] = exp(1.5 * nrand());
+	for (int i = 0; i < 12 * 16; i++) /* [in, out]: channel o is column i % 16 */
+		w[i] = (float)(nrand() * sc[i % 16] / 3.5);
+	g_init(g, "m1.weight", 2, d1, w);
+	for (int i = 0; i < 16; i++)
+		w[i] = (float)(0.1 * nrand());
+	g_init(g, "m1.bias", 1, &c16, w);
+	for (int o = 0; o < 10; o++)
+		sc[o] = exp(1.5 * nrand());
+	for (int i = 0; i < 160; i++)
+		w[i] = (float)(nrand() / 4.0 * sc[i % 10]);
+	g_init(g, "g2.weight", 2, d2, w);
+	for (int i = 0; i < 10; i++)
+		w[i] = (float)(0.1 * nrand());
+	g_init(g, "g2.bias", 1, &c10, w);
+	for (int i = 0; i < 40; i++)
+		w[i] = (float)(nrand() / 3.0);
+	g_init(g, "g3.weight", 2, d3, w);
+	for (int i = 0; i < 4; i++)
+		w[i] = 0.0f;
+	g_init(g, "g3.bias", 1, &c4, w);
+	const char *mm[2] = {"x", "m1.weight"};
+	g_node(g, "MatMul", "mm1", 2, mm, "mm1.o");
+	const char *ad[2] = {"mm1.o", "m1.bias"};
+	g_node(g, "Add", "mm1_bias", 2, ad, "mm1.b");
+	add_bn(g, "m1", "mm1.b", "mm1.n", 16, 0.3, 0.9, 1.0, 0.5);
+	add_act(g, "act_m1", false, "mm1.n", "mm1.r");
+	const char *g2[3] = {"mm1.r", "g2.weight", "g2.bias"};
+	g_node(g, "Gemm", "gemm2", 3, g2, "g2.o");
+	add_act(g, "act_g2", false, "g2.o", "g2.r");
+	const char *g3[3] = {"g2.r", "g3.weight", "g3.bias"};
+	int ni = g_node(g, "Gemm", "gemm3", 3, g3, "logits");
+	g_attr_i(g, ni, "transB", 1);
+	int64_t d[2] = {-1, 12};
+	g_io(g, "x", 2, d, "logits");
+	assert_int_equal(dfq_graph_finalize(g, NULL), DFQ_OK);
+	int64_t xd[2] = {64, 12};
+	struct dfq_tensor *x = dfq_tensor_new(DFQ_DTYPE_F32, 2, xd, NULL);
+	for (int64_t i = 0; i < x->numel; i++)
+		dfq_tensor_f32(x)[i] = (float)nrand();
+	calibrate(g, x);
+	dfq_tensor_free(x);
+	return g;
+}
+
+/* --- helpers for the checks --------------------------------------------------- */
+
+struct fixture {
+	struct dfq_model *m;
+	struct dfq_exec *ex;
+	struct dfq_tensor *x;
+};
+
+static void fx_open(struct fixture *f, struct dfq_graph *g, struct dfq_tensor *x)
+{
+	struct dfq_error err;
+	f->m = dfq_model_new(g, &err);
+	if (!f->m)
+		fail_msg("dfq_model_new: %s", err.msg);
+	f->ex = dfq_exec_new(f->m->g, NULL, &err);
+	assert_non_null(f->ex);
+	f->x = x;
+}
+
+static void fx_close(struct fixture *f)
+{
+	dfq_exec_free(f->ex);
+	dfq_model_free(f->m);
+	dfq_tensor_free(f->x);
+}
+
+/* Run in mode; caller frees. */
+static struct dfq_tensor *run(struct fixture *f, dfq_run_mode mode)
+{
+	struct dfq_error err;
+	struct dfq_tensor *out[1];
+	dfq_status st = dfq_model_run(f->m, f->ex, mode, &f->x, out, &err);
+	if (st != DFQ_OK)
+		fail_msg("run: %s", err.msg);
+	return out[0];
+}
+
+/* max |a - b| / max |a| */
+static double rel_diff(const struct dfq_tensor *a, const struct dfq_tensor *b)
+{
+	assert_true(dfq_tensor_same_shape(a, b));
+	double d = 0.0, m = 0.0;
+	for (int64_t i = 0; i < a->numel; i++) {
+		double x = dfq_tensor_f32(a)[i], y = dfq_tensor_f32(b)[i];
+		assert_true(isfinite(y));
+		d = fmax(d, fabs(x - y));
+		m = fmax(m, fabs(x));
+	}
+	return m > 0.0 ? d / m : d;
+}
+
+#define STEP_OK(call)                                                                              \
+	do {                                                                                       \
+		struct dfq_error e_;                                                               \
+		dfq_status s_ = (call);                                                            \
+		if (s_ != DFQ_OK)                                                                  \
+			fail_msg("%s: %s", #call, e_.msg);                                         \
+	} while (0)
+
+static double weights_checksum(const struct dfq_model *m)
+{
+	double s = 0.0;
+	for (int li = 0; li < m->nlayers; li++) {
+		const struct dfq_tensor *w = m->g->values[m->layers[li].w_vi].init;
+		for (int64_t i = 0; i < w->numel; i++)
+			s += dfq_tensor_f32(w)[i] * (double)(i % 7 + 1);
+		const float *b = model_b(m, &m->layers[li]);
+		for (int64_t o = 0; b && o < m->layers[li].cout; o++)
+			s += b[o] * 3.0;
+	}
+	return s;
+}
+
+/* --- tests: layers and targets ---------------------------------------------------- */
+
+static void test_layers(void **state)
+{
+	struct fixture f;
+	fx_open(&f, model_mbv2(0.0, 1), rand_input(4, 10, 10));
+	struct dfq_model *m = f.m;
+	assert_int_equal(m->nlayers, 8);
+	assert_string_equal(m->layers[0].name, "conv_c0");
+	assert_string_equal(m->layers[0].alias, "c0");
+	assert_int_equal(m->layers[0].act, DFQ_ACT_RELU6);
+	assert_true(m->layers[0].bn_node >= 0);
+	assert_true(m->layers[0].has_stats);
+	assert_true(m->layers[1].depthwise);
+	assert_int_equal(m->layers[1].group, 16);
+	assert_int_equal(m->layers[2].act, DFQ_ACT_NONE);
+	assert_int_equal(m->layers[7].op, DFQ_OP_GEMM);
+	/* every conv got a bias slot */
+	for (int i = 0; i < m->nlayers; i++)
+		assert_true(m->layers[i].b_vi >= 0);
+	/* points: input, 8 layers, the Add, the pool */
+	int kinds[5] = {0};
+	for (int i = 0; i < m->npoints; i++)
+		kinds[m->points[i].kind]++;
+	assert_int_equal(kinds[DFQ_APOINT_INPUT], 1);
+	assert_int_equal(kinds[DFQ_APOINT_LAYER], 8);
+	assert_int_equal(kinds[DFQ_APOINT_ADD], 1);
+	assert_int_equal(kinds[DFQ_APOINT_POOL], 1);
+	struct dfq_layer_info info;
+	assert_int_equal(dfq_model_layer_info(m, 0, &info, NULL), DFQ_OK);
+	assert_true(info.wmin < 0.0f && info.wmax > 0.0f);
+	assert_true(info.spread > 1.0);
+	assert_true(info.has_act_range);
+	assert_true(info.act_lo >= 0.0f && info.act_hi <= 6.0f);
+	char buf[64];
+	assert_string_equal(dfq_steps_str(DFQ_STEP_FOLD | DFQ_STEP_ABSORB, buf, sizeof buf),
+	                    "fold,absorb");
+	assert_string_equal(dfq_steps_str(0, buf, sizeof buf), "-");
+	fx_close(&f);
+}
+
+static void test_targets(void **state)
+{
+	struct fixture f;
+	fx_open(&f, model_mbv2(0.0, 1), rand_input(4, 10, 10));
+	struct dfq_model *m = f.m;
+	bool sel[8];
+	struct dfq_error err;
+	const char *a[] = {"c0"};
+	assert_int_equal(dfq_model_parse_targets(m, 1, a, sel, &err), DFQ_OK);
+	assert_true(sel[0] && !sel[1]);
+	const char *b[] = {"3"};
+	assert_int_equal(dfq_model_parse_targets(m, 1, b, sel, &err), DFQ_OK);
+	assert_true(sel[3] && !sel[0]);
+	const char *c[] = {"3-5"};
+	assert_int_equal(dfq_model_parse_targets(m, 1, c, sel, &err), DFQ_OK);
+	assert_true(!sel[2] && sel[3] && sel[4] && sel[5] && !sel[6]);
+	const char *d[] = {"1,conv_c4", "fc"};
+	assert_int_equal(dfq_model_parse_targets(m, 2, d, sel, &err), DFQ_OK);
+	assert_true(sel[1] && sel[4] && sel[7] && !sel[0]);
+	const char *e[] = {"all"};
+	assert_int_equal(dfq_model_parse_targets(m, 1, e, sel, &err), DFQ_OK);
+	for (int i = 0; i < 8; i++)
+		assert_true(sel[i]);
+	const char *u[] = {"c9"};
+	assert_int_equal(dfq_model_parse_targets(m, 1, u, sel, &err), DFQ_ERR_ARG);
+	assert_non_null(strstr(err.msg, "unknown layer 'c9'"));
+	assert_non_null(strstr(err.msg, "did you mean"));
+	for (int i = 0; i < 8; i++)
+		assert_false(sel[i]);
+	const char *r[] = {"9"};
+	assert_int_equal(dfq_model_parse_targets(m, 1, r, sel, &err), DFQ_ERR_ARG);
+	assert_non_null(strstr(err.msg, "out of range"));
+	const char *bw[] = {"5-3"};
+	assert_int_equal(dfq_model_parse_targets(m, 1, bw, sel, &err), DFQ_ERR_ARG);
+	const char *em[] = {"1,,2"};
+	assert_int_equal(dfq_model_parse_targets(m, 1, em, sel, &err), DFQ_ERR_ARG);
+	fx_close(&f);
+}
+
+/* --- fold, relu6, equalize, absorb keep the function -------------------------------- */
+
+static void test_fold(void **state)
+{
+	struct fixture f;
+	fx_open(&f, model_mbv2(0.0, 2), rand_input(4, 10, 10));
+	struct dfq_tensor *y0 = run(&f, DFQ_RUN_FP32);
+	int nnodes = f.m->g->nnodes;
+	struct dfq_step_report rep;
+	STEP_OK(dfq_model_fold(f.m, &rep, &e_));
+	assert_int_equal(rep.nchanged, 7);
+	assert_true(rep.has_stats);
+	assert_int_equal(f.m->g->nnodes, nnodes - 7);
+	assert_true(f.m->folded);
+	for (int i = 0; i < f.m->nlayers; i++) {
+		assert_int_equal(f.m->layers[i].bn_node, -1);
+		if (i < 7) {
+			assert_true(f.m->layers[i].has_stats);
+			assert_true(f.m->layers[i].steps & DFQ_STEP_FOLD);
+		}
+	}
+	dfq_step_report_free(&rep);
+	struct dfq_tensor *y1 = run(&f, DFQ_RUN_FP32);
+	assert_true(rel_diff(y0, y1) <= 1e-5);
+	/* folding again is a no-op, not an error */
+	STEP_OK(dfq_model_fold(f.m, &rep, &e_));
+	assert_int_equal(rep.nrows, 0);
+	dfq_step_report_free(&rep);
+	dfq_tensor_free(y0);
+	dfq_tensor_free(y1);
+	fx_close(&f);
+}
+
+static void test_fold_mlp(void **state)
+{
+	struct fixture f;
+	int64_t d[2] = {BATCH, 12};
+	struct dfq_tensor *x = dfq_tensor_new(DFQ_DTYPE_F32, 2, d, NULL);
+	struct dfq_graph *g = model_mlp(3);
+	for (int64_t i = 0; i < x->numel; i++)
+		dfq_tensor_f32(x)[i] = (float)nrand();
+	fx_open(&f, g, x);
+	assert_int_equal(f.m->nlayers, 3);
+	assert_int_equal(f.m->layers[0].op, DFQ_OP_MATMUL);
+	assert_true(f.m->layers[0].bias_add_node >= 0);
+	assert_int_equal(f.m->layers[0].act, DFQ_ACT_RELU);
+	assert_int_equal(f.m->layers[1].w_ostride, 1); /* Gemm transB=0: [in, out] */
+	struct dfq_tensor *y0 = run(&f, DFQ_RUN_FP32);
+	STEP_OK(dfq_model_fold(f.m, NULL, &e_));
+	struct dfq_tensor *y1 = run(&f, DFQ_RUN_FP32);
+	assert_true(rel_diff(y0, y1) <= 1e-5);
+	struct dfq_step_report rep;
+	STEP_OK(dfq_model_equalize(f.m, NULL, NULL, &rep, &e_));
+	assert_int_equal(rep.nchanged, 2);
+	for (int i = 0; i < rep.nrows; i++) {
+		print_message("mlp pair %d: spread %.3g -> %.3g, layer 2 %.3g -> %.3g\n", i,
+		              rep.rows[i].before, rep.rows[i].after, rep.rows[i].before2,
+		              rep.rows[i].after2);
+		assert_true(rep.rows[i].after <= rep.rows[i].before);
+	}
+	dfq_step_report_free(&rep);
+	struct dfq_tensor *y2 = run(&f, DFQ_RUN_FP32);
+	assert_true(rel_diff(y0, y2) <= 1e-4);
+	/* absorption without padding and with Gaussian pre-activations (MatMul of
+	 * Gaussian inputs): exact unless a value falls below beta - 4.5 gamma */
+	STEP_OK(dfq_model_absorb(f.m, NULL, 4.5, &rep, &e_));
+	assert_int_equal(rep.nrows, 2);
+	assert_true(rep.rows[0].changed);  /* mm1 -> gemm2 */
+	assert_false(rep.rows[1].changed); /* gemm2 has no BN statistics */
+	dfq_step_report_free(&rep);
+	struct dfq_tensor *ya = run(&f, DFQ_RUN_FP32);
+	assert_true(rel_diff(y2, ya) <= 1e-5);
+	dfq_tensor_free(ya);
+	/* per-channel quantization of an [in, out] weight */
+	struct dfq_qconfig q;
+	dfq_qconfig_default(&q);
+	q.per_channel = true;
+	q.abits = 0;
+	STEP_OK(dfq_model_quantize(f.m, NULL, &q, &rep, &e_));
+	assert_int_equal(f.m->layers[1].nwqp, 10);
+	dfq_step_report_free(&rep);
+	struct dfq_tensor *y3 = run(&f, DFQ_RUN_QUANT);
+	assert_true(rel_diff(y0, y3) < 0.1);
+	dfq_tensor_free(y0);
+	dfq_tensor_free(y1);
+	dfq_tensor_free(y2);
+	dfq_tensor_free(y3);
+	fx_close(&f);
+}
+
+/* Largest measured activation at the ReLU6 layer outputs. */
+static float relu6_max(struct fixture *f)
+{
+	STEP_OK(dfq_model_measure_data_begin(f->m, NULL, &e_));
+	STEP_OK(dfq_model_measure_data_batch(f->m, f->ex, f->x, &e_));
+	float mx = 0.0f;
+	for (int i = 0; i < f->m->npoints; i++) {
+		const struct dfq_apoint *p = &f->m->points[i];
+		if (p->kind == DFQ_APOINT_LAYER && f->m->layers[p->layer].act == DFQ_ACT_RELU6)
+			mx = fmaxf(mx, p->global.hi);
+		if (getenv("DFQ_TEST_DEBUG"))
+			print_message("point %d %s: data [%g, %g] bn [%g, %g]\n", i,
+			              f->m->g->values[p->vi].name, (double)p->global.lo,
+			              (double)p->global.hi, (double)p->bn.lo, (double)p->bn.hi);
+	}
+	return mx;
+}
+
+static void test_relu6(void **state)
+{
+	struct fixture f;
+	gamma_hi = 0.5; /* narrow BN outputs: every activation stays below 6 */
+	fx_open(&f, model_mbv2(0.0, 4), rand_input(4, 10, 10));
+	gamma_hi = 0.9;
+	float mx = relu6_max(&f);
+	print_message("relu6: largest activation %.3f\n", (double)mx);
+	assert_true(mx > 0.0f && mx < 6.0f); /* the model is built to stay below 6 */
+	struct dfq_tensor *y0 = run(&f, DFQ_RUN_FP32);
+	struct dfq_step_report rep;
+	STEP_OK(dfq_model_relu6_to_relu(f.m, NULL, &rep, &e_));
+	assert_int_equal(rep.nchanged, 5);
+	dfq_step_report_free(&rep);
+	for (int i = 0; i < f.m->nlayers; i++)
+		assert_true(f.m->layers[i].act != DFQ_ACT_RELU6);
+	assert_true(f.m->layers[0].steps & DFQ_STEP_RELU6);
+	for (int ni = 0; ni < f.m->g->nnodes; ni++)
+		assert_true(f.m->g->nodes[ni].op != DFQ_OP_CLIP);
+	struct dfq_tensor *y1 = run(&f, DFQ_RUN_FP32);
+	assert_true(rel_diff(y0, y1) <= 1e-6);
+	/* the data ranges survived (same tensors) */
+	assert_true(f.m->points[1].global.valid);
+	dfq_tensor_free(y0);
+	dfq_tensor_free(y1);
+	fx_close(&f);
+}
+
+/* fold + relu6 + equalize on model A; returns the logits before equalizing. */
+static struct dfq_tensor *prepare_equalized(struct fixture *f, double bmu, uint64_t seed,
+                                            struct dfq_step_report *rep)
+{
+	fx_open(f, model_mbv2(bmu, seed), rand_input(4, 10, 10));
+	STEP_OK(dfq_model_fold(f->m, NULL, &e_));
+	STEP_OK(dfq_model_relu6_to_relu(f->m, NULL, NULL, &e_));
+	struct dfq_tensor *y0 = run(f, DFQ_RUN_FP32);
+	STEP_OK(dfq_model_equalize(f->m, NULL, NULL, rep, &e_));
+	return y0;
+}
+
+static void test_equalize(void **state)
+{
+	struct fixture f;
+	struct dfq_step_report rep;
+	struct dfq_tensor *y0 = prepare_equalized(&f, 0.5, 5, &rep);
+	/* pairs: c0-c1, c1-c2, c3-c4, c4-c5 (c2 feeds the Add too, c5 the Add) */
+	assert_int_equal(rep.nchanged, 4);
+	assert_true(rep.rounds >= 2 && rep.rounds <= 20);
+	for (int i = 0; i < rep.nrows; i++) {
+		const struct dfq_step_row *r = &rep.rows[i];
+		assert_true(r->changed);
+		/* the layer whose output channels were equalized got a smaller spread */
+		assert_true(r->after < r->before);
+		assert_true(f.m->layers[r->layer].steps & DFQ_STEP_EQUALIZE);
+		assert_true(f.m->layers[r->layer2].steps & DFQ_STEP_EQUALIZE);
+	}
+	assert_int_equal(rep.rows[0].layer, 0);
+	assert_int_equal(rep.rows[0].layer2, 1);
+	assert_false(f.m->layers[6].steps & DFQ_STEP_EQUALIZE);
+	dfq_step_report_free(&rep);
+	struct dfq_tensor *y1 = run(&f, DFQ_RUN_FP32);
+	double d = rel_diff(y0, y1);
+	assert_true(d <= 1e-4);
+	/* a second call has little left to do */
+	STEP_OK(dfq_model_equalize(f.m, NULL, NULL, &rep, &e_));
+	assert_true(rep.rounds <= 3);
+	dfq_step_report_free(&rep);
+	/* selecting one layer equalizes only its pairs */
+	struct dfq_equalize_opts o;
+	dfq_equalize_opts_default(&o);
+	o.range = DFQ_QSCHEME_SYM;
+	bool sel[8] = {false};
+	sel[4] = true;
+	STEP_OK(dfq_model_equalize(f.m, sel, &o, &rep, &e_));
+	assert_int_equal(rep.nrows, 2);
+	dfq_step_report_free(&rep);
+	dfq_tensor_free(y0);
+	dfq_tensor_free(y1);
+	fx_close(&f);
+}
+
+static void test_equalize_refuses(void **state)
+{
+	struct fixture f;
+	fx_open(&f, model_mbv2(0.0, 6), rand_input(4, 10, 10));
+	struct dfq_error err;
+	double sum0 = weights_checksum(f.m);
+	/* BN not folded */
+	assert_int_equal(dfq_model_equalize(f.m, NULL, NULL, NULL, &err), DFQ_ERR_ARG);
+	assert_non_null(strstr(err.msg, "ReLU6") ? strstr(err.msg, "ReLU6")
+	                                         : strstr(err.msg, "fold"));
+	STEP_OK(dfq_model_fold(f.m, NULL, &e_));
+	double sum1 = weights_checksum(f.m);
+	assert_int_equal(dfq_model_equalize(f.m, NULL, NULL, NULL, &err), DFQ_ERR_ARG);
+	assert_non_null(strstr(err.msg, "relu6-to-relu"));
+	assert_non_null(strstr(err.msg, "conv_c0"));
+	assert_true(weights_checksum(f.m) == sum1);
+	assert_true(sum0 != sum1);
+	/* clip and quantize before folding are refused too */
+	fx_close(&f);
+	fx_open(&f, model_mbv2(0.0, 6), rand_input(4, 10, 10));
+	struct dfq_qconfig q;
+	dfq_qconfig_default(&q);
+	assert_int_equal(dfq_model_quantize(f.m, NULL, &q, NULL, &err), DFQ_ERR_ARG);
+	assert_non_null(strstr(err.msg, "fold"));
+	assert_int_equal(dfq_model_clip(f.m, NULL, -1.0f, 1.0f, NULL, &err), DFQ_ERR_ARG);
+	q.wbits = 1;
+	STEP_OK(dfq_model_fold(f.m, NULL, &e_));
+	assert_int_equal(dfq_model_quantize(f.m, NULL, &q, NULL, &err), DFQ_ERR_ARG);
+	assert_false(f.m->layers[0].quantized);
+	assert_int_equal(dfq_model_clip(f.m, NULL, 1.0f, -1.0f, NULL, &err), DFQ_ERR_ARG);
+	assert_true(weights_checksum(f.m) == sum1);
+	fx_close(&f);
+}
+
+static void test_absorb(void **state)
+{
+	struct fixture f;
+	struct dfq_step_report rep;
+	/* large betas: plenty of channels with beta - 3 gamma > 0 */
+	struct dfq_tensor *y0 = prepare_equalized(&f, 2.0, 7, &rep);
+	dfq_step_report_free(&rep);
+	struct dfq_tensor *y1 = run(&f, DFQ_RUN_FP32);
+	float top0 = f.m->points[1].bn.hi;
+	STEP_OK(dfq_model_absorb(f.m, NULL, 3.0, &rep, &e_));
+	/* pairs with ReLU between: c0-c1, c1-c2, c3-c4, c4-c5 */
+	assert_int_equal(rep.nrows, 4);
+	assert_true(rep.nchanged >= 2);
+	for (int i = 0; i < rep.nrows; i++) {
+		print_message("absorb pair %d: %s; top %.3g -> %.3g, |b2| %.3g -> %.3g\n", i,
+		              rep.rows[i].note, rep.rows[i].before, rep.rows[i].after,
+		              rep.rows[i].before2, rep.rows[i].after2);
+		if (rep.rows[i].changed)
+			assert_true(rep.rows[i].after <= rep.rows[i].before);
+	}
+	dfq_step_report_free(&rep);
+	/* the data-free range of the absorbed output shrank */
+	assert_true(f.m->points[1].bn.hi < top0);
+	struct dfq_tensor *y2 = run(&f, DFQ_RUN_FP32);
+	/* Absorption is exact where the ReLU is active.  It moves the output for
+	 * pre-activations below beta - 3 gamma (0.13% of a Gaussian; more in the
+	 * heavier tails of depthwise outputs) and at the borders of a padded
+	 * second conv (its zero padding stands for 0, not -c; the paper ignores
+	 * this).  On these 10x10 images a third of the positions are borders:
+	 * documented tolerance 5% of the largest logit (measured: about 2%). */
+	double d = rel_diff(y1, y2);
+	print_message("absorb: max |logit diff| / max |logit| = %.3g\n", d);
+	assert_true(d <= 5e-2);
+	assert_true(rel_diff(y0, y1) <= 1e-4);
+	dfq_tensor_free(y0);
+	dfq_tensor_free(y1);
+	dfq_tensor_free(y2);
+	fx_close(&f);
+}
+
+static void test_resnet(void **state)
+{
+	struct fixture f;
+	fx_open(&f, model_resnet(8), rand_input(3, 8, 8));
+	struct dfq_tensor *y0 = run(&f, DFQ_RUN_FP32);
+	STEP_OK(dfq_model_fold(f.m, NULL, &e_));
+	struct dfq_step_report rep;
+	STEP_OK(dfq_model_equalize(f.m, NULL, NULL, &rep, &e_));
+	/* only a -> b: the stem feeds the Add as well */
+	assert_int_equal(rep.nchanged, 1);
+	assert_int_equal(rep.rows[0].layer, 1);
+	dfq_step_report_free(&rep);
+	struct dfq_tensor *y1 = run(&f, DFQ_RUN_FP32);
+	assert_true(rel_diff(y0, y1) <= 1e-4);
+	/* the Add point took over the Relu after it */
+	int add = -1;
+	for (int i = 0; i < f.m->npoints; i++)
+		if (f.m->points[i].kind == DFQ_APOINT_ADD)
+			add = i;
+	assert_true(add >= 0);
+	assert_int_equal(f.m->points[add].act, DFQ_ACT_RELU);
+	assert_string_equal(f.m->g->values[f.m->points[add].vi].name, "sum.r");
+	/* its data-free range: the sum of the two Gaussians, clipped at 0 */
+	assert_true(f.m->points[add].bn.valid);
+	assert_true(f.m->points[add].bn.lo == 0.0f && f.m->points[add].bn.hi > 0.0f);
+	dfq_tensor_free(y0);
+	dfq_tensor_free(y1);
+	fx_close(&f);
+}
+
+static void test_clone(void **state)
+{
+	struct fixture f;
+	struct dfq_step_report rep;
+	struct dfq_tensor *y0 = prepare_equalized(&f, 0.5, 9, &rep);
+	dfq_step_report_free(&rep);
+	struct dfq_error err;
+	struct dfq_model *c = dfq_model_clone(f.m, &err);
+	assert_non_null(c);
+	assert_int_equal(c->nlayers, f.m->nlayers);
+	struct fixture g2 = {.m = c, .x = f.x};
+	g2.ex = dfq_exec_new(c->g, NULL, NULL);
+	STEP_OK(dfq_model_clip(c, NULL, -0.05f, 0.05f, NULL, &e_));
+	struct dfq_tensor *yc = run(&g2, DFQ_RUN_FP32);
+	struct dfq_tensor *ym = run(&f, DFQ_RUN_FP32);
+	assert_true(rel_diff(y0, ym) <= 1e-4); /* the original did not change */
+	assert_true(rel_diff(y0, yc) > 1e-3);  /* the copy did */
+	assert_int_equal(c->layers[2].steps & DFQ_STEP_EQUALIZE, DFQ_STEP_EQUALIZE);
+	dfq_exec_free(g2.ex);
+	dfq_model_free(c);
+	dfq_tensor_free(y0);
+	dfq_tensor_free(yc);
+	dfq_tensor_free(ym);
+	fx_close(&f);
+}
+
+/* --- quantization ---------------------------------------------------------------- */
+
+static void test_quantize(void **state)
+{
+	struct fixture f;
+	struct dfq_step_report rep;
+	struct dfq_tensor *y0 = prepare_equalized(&f, 0.5, 10, &rep);
+	dfq_step_report_free(&rep);
+	struct dfq_qconfig q;
+	dfq_qconfig_default(&q);
+	STEP_OK(dfq_model_quantize(f.m, NULL, &q, &rep, &e_));
+	assert_int_equal(rep.nchanged, 8);
+	for (int i = 0; i < rep.nrows; i++)
+		assert_true(rep.rows[i].after > 20.0); /* weight SQNR dB */
+	dfq_step_report_free(&rep);
+	/* no data yet: the model input has no range and stays float */
+	int pin = f.m->priv->point_of_value[f.m->g->inputs[0]];
+	assert_false(f.m->points[pin].enabled);
+	assert_true(f.m->points[1].enabled);
+	STEP_OK(dfq_model_set_input_range(f.m, 0, -4.0f, 4.0f, &e_));
+	assert_true(f.m->points[pin].enabled);
+	for (int li = 0; li < f.m->nlayers; li++) {
+		const struct dfq_layer *L = &f.m->layers[li];
+		assert_true(L->quantized && L->wq);
+		/* at most 2^8 distinct weights, all on the grid */
+		const float *w = dfq_tensor_f32(L->wq);
+		for (int64_t i = 0; i < L->wq->numel; i++) {
+			float c = (w[i] / L->wqp[0].scale) + (float)L->wqp[0].zero_point;
+			assert_true(fabsf(c - nearbyintf(c)) < 1e-2f);
+		}
+	}
+	struct dfq_tensor *yq = run(&f, DFQ_RUN_QUANT);
+	struct dfq_tensor *yf = run(&f, DFQ_RUN_FP32);
+	assert_true(rel_diff(y0, yf) <= 1e-4); /* master weights untouched */
+	double dq = rel_diff(y0, yq);
+	print_message("W8A8 per-tensor quantized logits: rel diff %.3g\n", dq);
+	assert_true(dq > 0.0 && dq < 0.25);
+	/* a 4-bit model is further away */
+	q.wbits = 4;
+	q.abits = 4;
+	STEP_OK(dfq_model_quantize(f.m, NULL, &q, NULL, &e_));
+	struct dfq_tensor *y4 = run(&f, DFQ_RUN_QUANT);
+	assert_true(rel_diff(y0, y4) > dq);
+	/* back to float */
+	STEP_OK(dfq_model_dequantize(f.m, NULL, NULL, &e_));
+	struct dfq_tensor *yd = run(&f, DFQ_RUN_QUANT);
+	assert_true(rel_diff(y0, yd) <= 1e-4);
+	dfq_tensor_free(y0);
+	dfq_tensor_free(yq);
+	dfq_tensor_free(yf);
+	dfq_tensor_free(y4);
+	dfq_tensor_free(yd);
+	fx_close(&f);
+}
+
+static void test_quantize_constant(void **state)
+{
+	struct fixture f;
+	fx_open(&f, model_mbv2(0.0, 11), NULL);
+	STEP_OK(dfq_model_fold(f.m, NULL, &e_));
+	/* an all-zero and a constant weight tensor */
+	struct dfq_tensor *w0 = f.m->g->values[f.m->layers[2].w_vi].init;
+	struct dfq_tensor *w1 = f.m->g->values[f.m->layers[3].w_vi].init;
+	memset(w0->data, 0, (size_t)w0->numel * sizeof(float));
+	for (int64_t i = 0; i < w1->numel; i++)
+		dfq_tensor_f32(w1)[i] = 0.25f;
+	int64_t d[4] = {BATCH, 4, 10, 10};
+	f.x = dfq_tensor_new(DFQ_DTYPE_F32, 4, d, NULL); /* a constant (zero) input */
+	STEP_OK(dfq_model_measure_data_begin(f.m, NULL, &e_));
+	STEP_OK(dfq_model_measure_data_batch(f.m, f.ex, f.x, &e_));
+	STEP_OK(dfq_model_set_range_source(f.m, DFQ_RANGE_MINMAX, &e_));
+	for (int pc = 0; pc < 2; pc++) {
+		struct dfq_qconfig q;
+		dfq_qconfig_default(&q);
+		q.per_channel = pc;
+		q.bbits = 8;
+		STEP_OK(dfq_model_quantize(f.m, NULL, &q, NULL, &e_));
+		for (int64_t i = 0; i < w0->numel; i++)
+			assert_true(dfq_tensor_f32(f.m->layers[2].wq)[i] == 0.0f);
+		for (int64_t i = 0; i < w1->numel; i++)
+			assert_true(dfq_tensor_f32(f.m->layers[3].wq)[i] == 0.25f);
+		struct dfq_tensor *y = run(&f, DFQ_RUN_QUANT);
+		for (int64_t i = 0; i < y->numel; i++)
+			assert_true(isfinite(dfq_tensor_f32(y)[i]));
+		dfq_tensor_free(y);
+		struct dfq_qerr_stats st;
+		struct dfq_tensor *eps;
+		STEP_OK(dfq_model_weight_error(f.m, 2, NULL, DFQ_QERR_CHANNEL, &eps, &st, &e_));
+		assert_true(st.max_abs == 0.0 && !isnan(st.sqnr_db));
+		assert_int_equal(eps->numel, f.m->layers[2].cout);
+		dfq_tensor_free(eps);
+	}
+	fx_close(&f);
+}
+
+static void test_weight_error(void **state)
+{
+	struct fixture f;
+	fx_open(&f, model_mbv2(0.0, 12), rand_input(4, 10, 10));
+	STEP_OK(dfq_model_fold(f.m, NULL, &e_));
+	struct dfq_error err;
+	assert_int_equal(dfq_model_weight_error(f.m, 0, NULL, DFQ_QERR_SUM, NULL, NULL, &err),
+	                 DFQ_ERR_ARG);
+	assert_non_null(strstr(err.msg, "not quantized"));
+	struct dfq_qconfig q;
+	dfq_qconfig_default(&q);
+	struct dfq_qerr_stats s8, s4;
+	struct dfq_tensor *e = NULL;
+	STEP_OK(dfq_model_weight_error(f.m, 0, &q, DFQ_QERR_SPATIAL, &e, &s8, &e_));
+	assert_int_equal(e->ndim, 2);
+	assert_int_equal(e->dims[0], 16);
+	assert_int_equal(e->dims[1], 4);
+	dfq_tensor_free(e);
+	q.wbits = 4;
+	STEP_OK(dfq_model_weight_error(f.m, 0, &q, DFQ_QERR_NONE, NULL, &s4, &e_));
+	assert_true(s8.sqnr_db > s4.sqnr_db + 15.0);
+	assert_true(s8.max_abs < s4.max_abs);
+	fx_close(&f);
+}
+
+/* --- ranges --------------------------------------------------------------------- */
+
+static int cmp_float(const void *a, const void *b)
+{
+	float x = *(const float *)a, y = *(const float *)b;
+	return x < y ? -1 : x > y;
+}
+
+static void test_ranges(void **state)
+{
+	struct fixture f;
+	fx_open(&f, model_mbv2(0.0, 13), rand_input(4, 10, 10));
+	struct dfq_model *m = f.m;
+	/* data-free: beta +- 6 |gamma| clipped by ReLU6 */
+	const struct dfq_layer *L = &m->layers[0];
+	double lo = INFINITY, hi = -INFINITY;
+	for (int64_t c = 0; c < L->cout; c++) {
+		lo = fmin(lo, L->beta[c] - 6.0 * fabs(L->gamma[c]));
+		hi = fmax(hi, L->beta[c] + 6.0 * fabs(L->gamma[c]));
+	}
+	const struct dfq_apoint *p = &m->points[1];
+	assert_int_equal(p->layer, 0);
+	assert_true(p->bn.valid);
+	assert_float_equal(p->bn.lo, fmax(lo, 0.0), 1e-5);
+	assert_float_equal(p->bn.hi, fmin(hi, 6.0), 1e-5);
+	/* a layer without activation is not clipped */
+	int p2 = m->priv->point_of_value[m->layers[2].out_vi];
+	assert_true(m->points[p2].bn.lo < 0.0f);
+	STEP_OK(dfq_model_set_n_sigma(m, 3.0, &e_));
+	assert_true(m->points[p2].bn.hi - m->points[p2].bn.lo <
+	            p->bn.hi - p->bn.lo + 100.0f); /* recomputed */
+	/* from data: the seed's QuantMeasure */
+	struct dfq_measure_opts o;
+	dfq_measure_opts_default(&o);
+	STEP_OK(dfq_model_measure_data_begin(m, &o, &e_));
+	struct dfq_tensor *x2 = rand_input(4, 10, 10);
+	for (int64_t i = 0; i < x2->numel; i++)
+		dfq_tensor_f32(x2)[i] *= 2.0f;
+	STEP_OK(dfq_model_measure_data_batch(m, f.ex, f.x, &e_));
+	int pin = m->priv->point_of_value[m->g->inputs[0]];
+	const struct dfq_apoint *in = &m->points[pin];
+	/* batch 1: the mean over samples of each sample's min/max */
+	double smin = 0.0, gmin = INFINITY;
+	int64_t per = f.x->numel / BATCH;
+	for (int s = 0; s < BATCH; s++) {
+		float mn = INFINITY;
+		for (int64_t i = 0; i < per; i++)
+			mn = fminf(mn, dfq_tensor_f32(f.x)[s * per + i]);
+		smin += mn;
+		gmin = fmin(gmin, mn);
+	}
+	smin /= BATCH;
+	assert_float_equal(in->minmax.lo, smin, 1e-5);
+	assert_float_equal(in->global.lo, gmin, 1e-6);
+	assert_true(in->pct.lo >= in->global.lo && in->pct.hi <= in->global.hi);
+	float lo1 = in->minmax.lo;
+	STEP_OK(dfq_model_measure_data_batch(m, f.ex, x2, &e_));
+	double smin2 = 0.0;
+	for (int s = 0; s < BATCH; s++) {
+		float mn = INFINITY;
+		for (int64_t i = 0; i < per; i++)
+			mn = fminf(mn, dfq_tensor_f32(x2)[s * per + i]);
+		smin2 += mn;
+	}
+	smin2 /= BATCH;
+	/* running = 0.1 running + 0.9 batch */
+	assert_float_equal(in->minmax.lo, 0.1 * lo1 + 0.9 * smin2, 1e-5);
+	assert_int_equal(in->nbatches, 2);
+	assert_int_equal(in->nsamples, 2 * BATCH);
+	for (int i = 0; i < m->npoints; i++)
+		assert_true(m->points[i].minmax.valid && m->points[i].global.valid);
+	/* percentiles are exact order statistics of the batch */
+	o.percentile = 90.0;
+	STEP_OK(dfq_model_measure_data_begin(m, &o, &e_));
+	STEP_OK(dfq_model_measure_data_batch(m, f.ex, f.x, &e_));
+	float *sorted = malloc((size_t)f.x->numel * sizeof *sorted);
+	memcpy(sorted, f.x->data, (size_t)f.x->numel * sizeof *sorted);
+	qsort(sorted, (size_t)f.x->numel, sizeof *sorted, cmp_float);
+	int64_t nx = f.x->numel;
+	assert_true(in->pct.hi == sorted[(int64_t)floor(0.9 * (double)(nx - 1))]);
+	assert_true(in->pct.lo == sorted[(int64_t)ceil(0.1 * (double)(nx - 1))]);
+	free(sorted);
+	dfq_measure_opts_default(&o);
+	STEP_OK(dfq_model_measure_data_begin(m, &o, &e_));
+	STEP_OK(dfq_model_measure_data_batch(m, f.ex, f.x, &e_));
+	STEP_OK(dfq_model_measure_data_batch(m, f.ex, x2, &e_));
+	/* a batch with a NaN is refused and leaves the ranges alone */
+	struct dfq_apoint keep = *in;
+	dfq_tensor_f32(x2)[5] = NAN;
+	struct dfq_error nerr;
+	assert_int_equal(dfq_model_measure_data_batch(m, f.ex, x2, &nerr), DFQ_ERR_ARG);
+	assert_non_null(strstr(nerr.msg, "NaN"));
+	assert_true(memcmp(&keep, in, sizeof keep) == 0);
+	dfq_tensor_f32(x2)[5] = 0.0f;
+	/* range source and its fallbacks */
+	STEP_OK(dfq_model_set_range_source(m, DFQ_RANGE_PERCENTILE, &e_));
+	struct dfq_qconfig q;
+	dfq_qconfig_default(&q);
+	STEP_OK(dfq_model_fold(m, NULL, &e_));
+	STEP_OK(dfq_model_quantize(m, NULL, &q, NULL, &e_));
+	for (int i = 0; i < m->npoints; i++) {
+		assert_true(m->points[i].enabled);
+		assert_int_equal(m->points[i].used, DFQ_RANGE_PERCENTILE);
+	}
+	struct dfq_error err;
+	assert_int_equal(dfq_model_set_input_range(m, 0, 1.0f, -1.0f, &err), DFQ_ERR_ARG);
+	assert_int_equal(dfq_model_set_n_sigma(m, -1.0, &err), DFQ_ERR_ARG);
+	struct dfq_step_report rep;
+	STEP_OK(dfq_model_measure_bn(m, &rep, &e_));
+	assert_int_equal(rep.nrows, m->npoints);
+	assert_int_equal(rep.nchanged, m->npoints - 2); /* all but the input and the logits */
+	dfq_step_report_free(&rep);
+	dfq_tensor_free(x2);
+	fx_close(&f);
+}
+
+static void test_clipped_normal(void **state)
+{
+	const double cases[][4] = {
+	    {0.5, 1.0, 0.0, INFINITY}, {-1.0, 0.7, 0.0, INFINITY}, {4.0, 2.0, 0.0, 6.0},
+	    {7.0, 1.0, 0.0, 6.0},      {0.0, 3.0, -1.0, 2.0},      {1.0, 0.0, 0.0, 6.0},
+	};
+	rng_seed(99);
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		double mu = cases[c][0], sd = cases[c][1], a = cases[c][2], b = cases[c][3];
+		double mean, var, s = 0.0, s2 = 0.0;
+		model_clipped_normal(mu, sd, a, b, &mean, &var);
+		const int n = 400000;
+		for (int i = 0; i < n; i++) {
+			double x = mu + sd * nrand();
+			x = x < a ? a : x > b ? b : x;
+			s += x;
+			s2 += x * x;
+		}
+		double em = s / n, ev = s2 / n - em * em;
+		double se = sqrt(fmax(ev, 1e-12) / n);
+		assert_true(fabs(mean - em) <= 5.0 * se + 1e-12);
+		assert_true(fabs(var - ev) <= 0.02 * ev + 1e-9);
+	}
+	/* the paper's ReLU formula */
+	double mean, var;
+	model_clipped_normal(0.3, 1.7, 0.0, INFINITY, &mean, &var);
+	double z = -0.3 / 1.7;
+	double paper =
+	    1.7 * exp(-0.5 * z * z) / sqrt(2.0 * M_PI) + 0.3 * (1.0 - 0.5 * erfc(-z / M_SQRT2));
+	assert_float_equal(mean, paper, 1e-12);
+}
+
+/* --- bias correction ---------------------------------------------------------------- */
+
+/* u ~ N(0, 1) -> identity depthwise conv -> BN(gamma, beta; mean 0, var 1)
+ * -> ReLU or ReLU6 -> conv (C -> O, 3x3, no padding) -> y.  The BN output
+ * is exactly N(beta, gamma^2): the analytic model is right by construction. */
+#define BC_C 6
+#define BC_O 5
+static struct dfq_graph *model_bc(bool relu6, uint64_t seed)
+{
+	rng_seed(seed);
+	struct dfq_graph *g = dfq_graph_new(NULL);
+	int64_t c = BC_C, wd0[4] = {BC_C, 1, 1, 1}, wd1[4] = {BC_O, BC_C, 3, 3};
+	float ones[BC_C], w1[BC_O * BC_C * 9];
+	for (int i = 0; i < BC_C; i++)
+		ones[i] = 1.0f;
+	g_init(g, "id.weight", 4, wd0, ones);
+	const char *i0[2] = {"u", "id.weight"};
+	int ni = g_node(g, "Conv", "conv_id", 2, i0, "u1");
+	g_attr_i(g, ni, "group", BC_C);
+	float gam[BC_C], bet[BC_C], mu[BC_C], var[BC_C];
+	for (int i = 0; i < BC_C; i++) {
+		gam[i] = (float)(0.5 + 1.5 * urand());
+		bet[i] = relu6 ? (float)(3.0 + 3.0 * urand()) : (float)(nrand());
+		mu[i] = 0.0f;
+		var[i] = 1.0f - 1e-5f;
+	}
+	g_init(g, "bn.gamma", 1, &c, gam);
+	g_init(g, "bn.beta", 1, &c, bet);
+	g_init(g, "bn.mean", 1, &c, mu);
+	g_init(g, "bn.var", 1, &c, var);
+	const char *bi[5] = {"u1", "bn.gamma", "bn.beta", "bn.mean", "bn.var"};
+	g_node(g, "BatchNormalization", "bn", 5, bi, "u2");
+	add_act(g, "act", relu6, "u2", "u3");
+	for (int i = 0; i < BC_O * BC_C * 9; i++)
+		w1[i] = (float)(0.3 * nrand() + 0.05);
+	g_init(g, "t.weight", 4, wd1, w1);
+	const char *i1[2] = {"u3", "t.weight"};
+	g_node(g, "Conv", "conv_t", 2, i1, "y");
+	int64_t d[4] = {-1, BC_C, 12, 12};
+	g_io(g, "u", 4, d, "y");
+	assert_int_equal(dfq_graph_finalize(g, NULL), DFQ_OK);
+	return g;
+}
+
+#define BC_BATCHES 64
+struct bc_data {
+	struct dfq_tensor *x[BC_BATCHES];
+};
+
+static dfq_status bc_next(void *user, int64_t index, const struct dfq_tensor **x,
+                          struct dfq_error *err)
+{
+	struct bc_data *d = user;
+	*x = index < BC_BATCHES ? d->x[index] : NULL;
+	return DFQ_OK;
+}
+
+/* Per output channel mean of (y_quant - y_fp32) over all batches; returns the max |.|. */
+static double bc_mean_error(struct fixture *f, struct bc_data *d)
+{
+	double acc[BC_O] = {0};
+	int64_t cnt = 0;
+	for (int b = 0; b < BC_BATCHES; b++) {
+		f->x = d->x[b];
+		struct dfq_tensor *yf = run(f, DFQ_RUN_FP32);
+		struct dfq_tensor *yq = run(f, DFQ_RUN_QUANT);
+		int64_t sp = yf->dims[2] * yf->dims[3];
+		for (int64_t n = 0; n < yf->dims[0]; n++)
+			for (int o = 0; o < BC_O; o++)
+				for (int64_t i = 0; i < sp; i++) {
+					int64_t at = (n * BC_O + o) * sp + i;
+					acc[o] +=
+					    (double)dfq_tensor_f32(yq)[at] - dfq_tensor_f32(yf)[at];
+				}
+		cnt += yf->dims[0] * sp;
+		dfq_tensor_free(yf);
+		dfq_tensor_free(yq);
+	}
+	f->x = NULL;
+	double mx = 0.0;
+	for (int o = 0; o < BC_O; o++)
+		mx = fmax(mx, fabs(acc[o] / (double)cnt));
+	return mx;
+}
+
+static void bc_case(bool relu6, bool empirical)
+{
+	struct fixture f;
+	fx_open(&f, model_bc(relu6, relu6 ? 21 : 20), NULL);
+	struct bc_data d;
+	rng_seed(77);
+	for (int b = 0; b < BC_BATCHES; b++) {
+		int64_t dims[4] = {8, BC_C, 12, 12};
+		d.x[b] = dfq_tensor_new(DFQ_DTYPE_F32, 4, dims, NULL);
+		for (int64_t i = 0; i < d.x[b]->numel; i++)
+			dfq_tensor_f32(d.x[b])[i] = (float)nrand();
+	}
+	STEP_OK(dfq_model_fold(f.m, NULL, &e_));
+	/* 3-bit weights of the target conv only, no activation quantization */
+	struct dfq_qconfig q;
+	dfq_qconfig_default(&q);
+	q.wbits = 3;
+	q.abits = 0;
+	bool sel[2] = {false, true};
+	STEP_OK(dfq_model_quantize(f.m, sel, &q, NULL, &e_));
+	/* the first conv at 16 bits: quantized (so bias correction looks at it) but
+	 * close enough to exact not to shift the statistics downstream */
+	q.wbits = 16;
+	sel[0] = true;
+	sel[1] = false;
+	STEP_OK(dfq_model_quantize(f.m, sel, &q, NULL, &e_));
+	double before = bc_mean_error(&f, &d);
+	struct dfq_step_report rep;
+	if (empirical)
+		STEP_OK(dfq_model_biascorr_empirical(f.m, f.ex, NULL, bc_next, &d, &rep, &e_));
+	else
+		STEP_OK(dfq_model_biascorr_analytic(f.m, NULL, &rep, &e_));
+	/* the first conv reads the model input: no statistics, left as it is */
+	assert_int_equal(rep.nrows, 2);
+	if (!empirical) {
+		assert_false(rep.rows[0].changed);
+		assert_non_null(strstr(rep.rows[0].note, "no BN statistics"));
+	}
+	assert_true(rep.rows[1].changed);
+	assert_true(f.m->layers[1].steps & DFQ_STEP_BIASCORR);
+	dfq_step_report_free(&rep);
+	double after = bc_mean_error(&f, &d);
+	print_message("bias correction (%s, %s): max |mean output error| %.4g -> %.4g\n",
+	              relu6 ? "relu6" : "relu", empirical ? "empirical" : "analytic", before,
+	              after);
+	assert_true(before > 0.05);
+	/* analytic: sampling noise only (about 1% of before here); empirical: exact on
+	 * the data it measured */
+	assert_true(after < (empirical ? 1e-4 : 0.03 * before));
+	/* FP32 mode is untouched */
+	STEP_OK(dfq_model_dequantize(f.m, NULL, NULL, &e_));
+	assert_true(f.m->layers[1].bcorr_q != NULL);
+	for (int b = 0; b < BC_BATCHES; b++)
+		dfq_tensor_free(d.x[b]);
+	fx_close(&f);
+}
+
+static void test_biascorr_relu(void **state)
+{
+	bc_case(false, false);
+}
+
+static void test_biascorr_relu6(void **state)
+{
+	bc_case(true, false);
+}
+
+static void test_biascorr_empirical(void **state)
+{
+	bc_case(false, true);
+}
+
+/* A batch source that fails on its 60th call (in the second layer stage). */
+static int fail_calls;
+static dfq_status bc_fail(void *user, int64_t index, const struct dfq_tensor **x,
+                          struct dfq_error *err)
+{
+	if (++fail_calls == 60)
+		return dfq_error_set(err, DFQ_ERR_IO, "batch %lld could not be read",
+		                     (long long)index);
+	return bc_next(user, index, x, err);
+}
+
+static void test_biascorr_empirical_fails(void **state)
+{
+	struct fixture f;
+	fx_open(&f, model_bc(false, 31), NULL);
+	struct bc_data d;
+	for (int b = 0; b < BC_BATCHES; b++) {
+		int64_t dims[4] = {2, BC_C, 12, 12};
+		d.x[b] = dfq_tensor_new(DFQ_DTYPE_F32, 4, dims, NULL);
+		for (int64_t i = 0; i < d.x[b]->numel; i++)
+			dfq_tensor_f32(d.x[b])[i] = (float)nrand();
+	}
+	STEP_OK(dfq_model_fold(f.m, NULL, &e_));
+	struct dfq_qconfig q;
+	dfq_qconfig_default(&q);
+	q.wbits = 4;
+	STEP_OK(dfq_model_quantize(f.m, NULL, &q, NULL, &e_));
+	STEP_OK(dfq_model_biascorr_analytic(f.m, NULL, NULL, &e_));
+	float keep[BC_O];
+	memcpy(keep, f.m->layers[1].bcorr_q, sizeof keep);
+	unsigned steps0 = f.m->layers[0].steps;
+	fail_calls = 0;
+	struct dfq_error err;
+	assert_int_equal(dfq_model_biascorr_empirical(f.m, f.ex, NULL, bc_fail, &d, NULL, &err),
+	                 DFQ_ERR_IO);
+	assert_non_null(strstr(err.msg, "could not be read"));
+	/* the first layer was corrected before the failure: put back */
+	assert_null(f.m->layers[0].bcorr_q);
+	assert_int_equal(f.m->layers[0].steps, steps0);
+	assert_memory_equal(keep, f.m->layers[1].bcorr_q, sizeof keep);
+	for (int b = 0; b < BC_BATCHES; b++)
+		dfq_tensor_free(d.x[b]);
+	fx_close(&f);
+}
+
+static void test_clip_biascorr(void **state)
+{
+	struct fixture f;
+	fx_open(&f, model_bc(false, 30), NULL);
+	STEP_OK(dfq_model_fold(f.m, NULL, &e_));
+	bool sel[2] = {false, true};
+	struct dfq_step_report rep;
+	STEP_OK(dfq_model_clip(f.m, sel, -0.2f, 0.2f, &rep, &e_));
+	assert_true(rep.rows[0].extra > 10.0); /* weights clipped */
+	assert_true(rep.rows[0].after2 <= 0.2 + 1e-6);
+	dfq_step_report_free(&rep);
+	assert_non_null(f.m->layers[1].w_ref);
+	STEP_OK(dfq_model_biascorr_analytic(f.m, sel, &rep, &e_));
+	assert_true(rep.rows[0].changed);
+	dfq_step_report_free(&rep);
+	/* the clipped FP32 model gets the correction of its clipping error */
+	assert_non_null(f.m->layers[1].bcorr_fp);
+	assert_non_null(f.m->layers[1].b_run_fp);
+	fx_close(&f);
+}
+
+static void test_no_bn(void **state)
+{
+	/* a model that came folded: no statistics, steps say so and do not fail */
+	struct fixture f;
+	fx_open(&f, model_mbv2(0.0, 14), rand_input(4, 10, 10));
+	STEP_OK(dfq_model_fold(f.m, NULL, &e_));
+	struct dfq_graph *g = model_graph_clone(f.m->g, NULL);
+	assert_non_null(g);
+	struct fixture h;
+	fx_open(&h, g, NULL);
+	assert_false(h.m->has_stats);
+	struct dfq_step_report rep;
+	STEP_OK(dfq_model_fold(h.m, &rep, &e_));
+	assert_false(rep.has_stats);
+	assert_non_null(strstr(rep.summary, "no BN statistics"));
+	dfq_step_report_free(&rep);
+	for (int i = 0; i < h.m->npoints; i++)
+		assert_false(h.m->points[i].bn.valid);
+	STEP_OK(dfq_model_relu6_to_relu(h.m, NULL, NULL, &e_));
+	STEP_OK(dfq_model_equalize(h.m, NULL, NULL, NULL, &e_));
+	STEP_OK(dfq_model_absorb(h.m, NULL, 3.0, &rep, &e_));
+	assert_int_equal(rep.nchanged, 0);
+	assert_non_null(strstr(rep.rows[0].note, "no BN statistics"));
+	dfq_step_report_free(&rep);
+	struct dfq_qconfig q;
+	dfq_qconfig_default(&q);
+	STEP_OK(dfq_model_quantize(h.m, NULL, &q, &rep, &e_));
+	assert_non_null(strstr(rep.summary, "without a range"));
+	dfq_step_report_free(&rep);
+	STEP_OK(dfq_model_biascorr_analytic(h.m, NULL, &rep, &e_));
+	assert_int_equal(rep.nchanged, 0);
+	dfq_step_report_free(&rep);
+	fx_close(&h);
+	fx_close(&f);
+}
+
+/* --- the real sample models ---------------------------------------------------------- */
+
+static const char *samples_dir(void)
+{
+	static char buf[1024];
+	const char *d = getenv("DFQ_TEST_SAMPLES");
+	if (d)
+		return d;
+	const char *top = getenv("top_srcdir");
+	snprintf(buf, sizeof buf, "%s/samples", top ? top : ".");
+	return buf;
+}
+
+static void sample_case(const char *file)
+{
+	char path[1200];
+	snprintf(path, sizeof path, "%s/%s", samples_dir(), file);
+	if (access(path, R_OK) != 0) {
+		print_message("skipped: %s not found (the sample models are trained by "
+		              "scripts/train-samples)\n",
+		              path);
+		return;
+	}
+	struct dfq_graph *g;
+	struct dfq_error err;
+	if (dfq_onnx_load_file(path, &g, &err) != DFQ_OK)
+		fail_msg("%s", err.msg);
+	struct fixture f;
+	rng_seed(5);
+	fx_open(&f, g, rand_input(1, 28, 28));
+	struct dfq_tensor *y0 = run(&f, DFQ_RUN_FP32);
+	assert_true(f.m->nlayers >= 10);
+	assert_true(f.m->has_stats);
+	float mx = relu6_max(&f);
+	STEP_OK(dfq_model_fold(f.m, NULL, &e_));
+	struct dfq_tensor *y1 = run(&f, DFQ_RUN_FP32);
+	assert_true(rel_diff(y0, y1) <= 1e-4);
+	STEP_OK(dfq_model_relu6_to_relu(f.m, NULL, NULL, &e_));
+	struct dfq_tensor *y2 = run(&f, DFQ_RUN_FP32);
+	if (mx < 6.0f)
+		assert_true(rel_diff(y1, y2) <= 1e-5);
+	else
+		print_message("%s: activations reach %.2f > 6: ReLU6 -> ReLU changes the "
+		              "logits by %.3g (not checked)\n",
+		              file, (double)mx, rel_diff(y1, y2));
+	struct dfq_step_report rep;
+	STEP_OK(dfq_model_equalize(f.m, NULL, NULL, &rep, &e_));
+	assert_true(rep.nchanged > 0);
+	int lowered = 0;
+	for (int i = 0; i < rep.nrows; i++)
+		lowered += rep.rows[i].after < rep.rows[i].before;
+	print_message("%s: equalized %d pairs in %d rounds, %d with a lower spread\n", file,
+	              rep.nchanged, rep.rounds, lowered);
+	dfq_step_report_free(&rep);
+	struct dfq_tensor *y3 = run(&f, DFQ_RUN_FP32);
+	assert_true(rel_diff(y2, y3) <= 1e-4);
+	STEP_OK(dfq_model_absorb(f.m, NULL, 3.0, NULL, &e_));
+	struct dfq_tensor *y4 = run(&f, DFQ_RUN_FP32);
+	double da = rel_diff(y3, y4);
+	print_message("%s: absorb moved the logits by %.3g of their max\n", file, da);
+	assert_true(da <= 5e-2);
+	struct dfq_qconfig q;
+	dfq_qconfig_default(&q);
+	STEP_OK(dfq_model_set_input_range(f.m, 0, -1.0f, 3.0f, &e_));
+	STEP_OK(dfq_model_quantize(f.m, NULL, &q, NULL, &e_));
+	STEP_OK(dfq_model_biascorr_analytic(f.m, NULL, NULL, &e_));
+	struct dfq_tensor *y5 = run(&f, DFQ_RUN_QUANT);
+	print_message("%s: W8A8 after DFQ: logits rel diff %.3g\n", file, rel_diff(y4, y5));
+	dfq_tensor_free(y0);
+	dfq_tensor_free(y1);
+	dfq_tensor_free(y2);
+	dfq_tensor_free(y3);
+	dfq_tensor_free(y4);
+	dfq_tensor_free(y5);
+	fx_close(&f);
+}
+
+static void test_sample_mobilenet(void **state)
+{
+	sample_case("mobilenetv2_fmnist.onnx");
+}
+
+static void test_sample_resnet(void **state)
+{
+	sample_case("resnet_fmnist.onnx");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_layers),
+	    cmocka_unit_test(test_targets),
+	    cmocka_unit_test(test_fold),
+	    cmocka_unit_test(test_fold_mlp),
+	    cmocka_unit_test(test_relu6),
+	    cmocka_unit_test(test_equalize),
+	    cmocka_unit_test(test_equalize_refuses),
+	    cmocka_unit_test(test_absorb),
+	    cmocka_unit_test(test_resnet),
+	    cmocka_unit_test(test_clone),
+	    cmocka_unit_test(test_quantize),
+	    cmocka_unit_test(test_quantize_constant),
+	    cmocka_unit_test(test_weight_error),
+	    cmocka_unit_test(test_ranges),
+	    cmocka_unit_test(test_clipped_normal),
+	    cmocka_unit_test(test_biascorr_relu),
+	    cmocka_unit_test(test_biascorr_relu6),
+	    cmocka_unit_test(test_biascorr_empirical),
+	    cmocka_unit_test(test_biascorr_empirical_fails),
+	    cmocka_unit_test(test_clip_biascorr),
+	    cmocka_unit_test(test_no_bn),
+	    cmocka_unit_test(test_sample_mobilenet),
+	    cmocka_unit_test(test_sample_resnet),
+	};
+	DFQ_RUN_TESTS(tests);
+}
