@@ -19,12 +19,19 @@
  * seconds since the start.  Return false to stop the evaluation there. */
 typedef bool (*dfq_eval_progress_fn)(void *user, int64_t done, int64_t total, double seconds);
 
+/* Runs one batch: like dfq_exec_run (the default), for callers that run the
+ * model their own way (e.g. fake quantization of the model input too). */
+typedef dfq_status (*dfq_eval_run_fn)(void *user, struct dfq_exec *ex, struct dfq_tensor *x,
+				      struct dfq_tensor **outputs, struct dfq_error *err);
+
 struct dfq_eval_opts {
 	int64_t n;                     /* the first n samples of the slice; 0 = all of it */
 	int64_t batch;                 /* samples per run; 0 = DFQ_EVAL_DEFAULT_BATCH */
 	dfq_data_split split;          /* the slice: DFQ_SPLIT_EVAL unless told otherwise */
 	dfq_eval_progress_fn progress; /* NULL or called after each batch */
 	void *user;                    /* passed to progress */
+	dfq_eval_run_fn run;           /* NULL: dfq_exec_run */
+	void *run_user;                /* passed to run */
 };
 
 struct dfq_eval_result {

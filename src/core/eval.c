@@ -43,6 +43,8 @@ struct eval_run {
 	int64_t *labels;          /* owned, batch entries */
 	struct dfq_tensor **outs; /* owned array, g->noutputs entries, each freed per batch */
 	struct dfq_eval_result *r;
+	dfq_eval_run_fn run; /* NULL: dfq_exec_run */
+	void *run_user;
 };
 
 static void run_free(struct eval_run *e)
@@ -142,7 +144,8 @@ static dfq_status run_batch(struct eval_run *e, int64_t first, int64_t m, struct
 	}
 	dfq_status st = dfq_data_read(e->d, e->split, first, m, dfq_tensor_f32(x), e->labels, err);
 	if (st == DFQ_OK) {
-		st = dfq_exec_run(e->ex, &x, e->outs, err);
+		st = e->run ? e->run(e->run_user, e->ex, x, e->outs, err)
+			    : dfq_exec_run(e->ex, &x, e->outs, err);
 		if (st)
 			memset(e->outs, 0, sizeof *e->outs * (size_t)e->g->noutputs);
 	}
@@ -171,7 +174,8 @@ dfq_status dfq_eval_run(struct dfq_exec *ex, const struct dfq_graph *g, struct d
 				     "has %lld", (long long)o->n, slice, (long long)avail);
 	if (total == 0)
 		return dfq_error_set(err, DFQ_ERR_ARG, "the %s slice is empty", slice);
-	struct eval_run e = {.ex = ex, .g = g, .d = d, .split = o->split, .r = r};
+	struct eval_run e = {.ex = ex, .g = g, .d = d, .split = o->split, .r = r,
+			     .run = o->run, .run_user = o->run_user};
 	dfq_status st = run_setup(&e, o, err);
 	double t0 = now_seconds();
 	for (int64_t first = 0; st == DFQ_OK && first < total; first += e.batch) {

@@ -109,10 +109,15 @@ dfq_status dfq_exec_set_override(struct dfq_exec *ex, int vi, const struct dfq_t
 		return dfq_error_set(err, DFQ_ERR_SHAPE,
 				     "override of '%s' must keep its shape and type",
 				     g->values[vi].name);
-	if (!ex->overrides) {
-		ex->overrides = calloc((size_t)g->nvalues, sizeof *ex->overrides);
-		if (!ex->overrides)
+	if (ex->noverrides < g->nvalues) {
+		/* the graph may have gained values since the table was sized */
+		const struct dfq_tensor **t2 =
+		    realloc(ex->overrides, (size_t)g->nvalues * sizeof *ex->overrides);
+		if (!t2)
 			return dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory");
+		memset(t2 + ex->noverrides, 0,
+		       (size_t)(g->nvalues - ex->noverrides) * sizeof *t2);
+		ex->overrides = t2;
 		ex->noverrides = g->nvalues;
 	}
 	ex->overrides[vi] = t;
