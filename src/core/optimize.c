@@ -66,6 +66,14 @@ static void *abuf_data(const struct abuf *b)
 	return (char *)b->p + GUARD_BYTES;
 }
 
+/* The mask tables of one convolution geometry (see fused_conv_masks_size). */
+#define MASK_KEYS  12
+#define MASK_CACHE 64 /* geometries kept at most (a model has a few dozen at most) */
+struct mask_entry {
+	int64_t key[MASK_KEYS];
+	void *buf; /* owned */
+};
+
 /* A value during a run.  t has the logical (NCHW) dims whatever the layout. */
 struct rval {
 	struct dfq_tensor t;
@@ -94,6 +102,8 @@ struct dfq_plan {
 	size_t scratch_cap;
 	float *epi; /* owned: a chain's per-channel scale and bias */
 	size_t epi_cap;
+	struct mask_entry *masks; /* owned, per geometry */
+	int nmasks;
 	struct dfq_prof_entry *prof; /* owned, one per step of the last plan */
 	int nprof, cap_prof;
 };
@@ -447,6 +457,9 @@ void dfq_plan_free(struct dfq_plan *p)
 	free(p->bufs);
 	free(p->scratch);
 	free(p->epi);
+	for (int i = 0; i < p->nmasks; i++)
+		free(p->masks[i].buf);
+	free(p->masks);
 	free(p->steps);
 	free(p->used);
 	free(p->refs0);
@@ -700,6 +713,35 @@ static dfq_status need_scratch(struct dfq_plan *p, size_t floats, struct dfq_err
 	return DFQ_OK;
 }
 
+/* The mask tables for cv's geometry, computed at its first use and kept
+ * (building them is serial work, a few percent of a run); NULL when out of memory. */
+static const void *plan_masks(struct dfq_plan *p, const struct fused_conv *cv, size_t bytes)
+{
+	int64_t key[MASK_KEYS] = {cv->h,  cv->w,  cv->oh, cv->ow, cv->kh, cv->kw,
+	                          cv->sh, cv->sw, cv->dh, cv->dw, cv->ph, cv->pw};
+	for (int i = 0; i < p->nmasks; i++)
+		if (memcmp(p->masks[i].key, key, sizeof key) == 0)
+			return p->masks[i].buf;
+	if (!p->masks) {
+		p->masks = calloc(MASK_CACHE, sizeof *p->masks);
+		if (!p->masks)
+			return NULL;
+	}
+	if (p->nmasks == MASK_CACHE) {
+		for (int i = 0; i < p->nmasks; i++)
+			free(p->masks[i].buf);
+		p->nmasks = 0;
+	}
+	void *buf = alloc_aligned(bytes);
+	if (!buf)
+		return NULL;
+	fused_conv_masks_fill(cv, buf);
+	struct mask_entry *e = &p->masks[p->nmasks++];
+	memcpy(e->key, key, sizeof key);
+	e->buf = buf;
+	return buf;
+}
+
 static dfq_status not_computed(const struct dfq_graph *g, const struct dfq_node *n, int vi,
                                struct dfq_error *err)
 {
@@ -870,6 +912,9 @@ static dfq_status run_conv_step(struct dfq_plan *p, const struct dfq_plan_env *e
 		return name_node(err, n, st);
 	if (c->res_vi >= 0)
 		cv.epi.res = dfq_tensor_f32(&p->vals[c->res_vi].t);
+	size_t mbytes = fused_conv_masks_size(&cv);
+	if (mbytes && !(cv.masks = plan_masks(p, &cv, mbytes)))
+		return dfq_error_set(err, DFQ_ERR_NOMEM, "Conv node '%s': out of memory", n->name);
 	int nthreads = dfq_pool_size(env->pool);
 	int64_t need = fused_conv_scratch(&cv, nthreads);
 	if ((st = need_scratch(p, (size_t)need, err)) != DFQ_OK)

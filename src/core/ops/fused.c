@@ -1205,13 +1205,32 @@ static void dw_task(void *arg, int64_t begin, int64_t end, int tid)
 
 /* --- entry points ------------------------------------------------------------------------ */
 
+size_t fused_conv_masks_size(const struct fused_conv *cv)
+{
+	struct shiftmap sm;
+	shiftmap_plan(cv, &sm);
+	if (!sm.ok || (!cv->depthwise && cv->kh == 1 && cv->kw == 1 && cv->sh == 1 && cv->sw == 1 &&
+	               cv->ph == 0 && cv->pw == 0 && cv->oh == cv->h && cv->ow == cv->w))
+		return 0; /* no shift map, or a direct 1x1 convolution that needs none */
+	return (size_t)shiftmap_mask_floats(&sm) * sizeof(float);
+}
+
+void fused_conv_masks_fill(const struct fused_conv *cv, void *buf)
+{
+	struct shiftmap sm;
+	shiftmap_plan(cv, &sm);
+	if (sm.ok)
+		shiftmap_masks(cv, &sm, buf);
+}
+
 int64_t fused_conv_scratch(const struct fused_conv *cv, int nthreads)
 {
 	if (cv->depthwise) {
 		struct shiftmap sm;
 		shiftmap_plan(cv, &sm);
 		if (sm.ok)
-			return shiftmap_mask_floats(&sm) + shiftmap_src_floats(cv, &sm);
+			return (cv->masks ? 0 : shiftmap_mask_floats(&sm)) +
+			       shiftmap_src_floats(cv, &sm);
 		struct dw_plan dp;
 		dw_setup(&dp, cv);
 		return dp.per_thread * nthreads;
@@ -1220,7 +1239,8 @@ int64_t fused_conv_scratch(const struct fused_conv *cv, int nthreads)
 	gemm_setup(&gp, cv, nthreads);
 	int64_t need = gp.per_thread * nthreads;
 	if (gp.sm.ok)
-		need += shiftmap_mask_floats(&gp.sm) + shiftmap_src_floats(cv, &gp.sm);
+		need += (cv->masks ? 0 : shiftmap_mask_floats(&gp.sm)) +
+		        shiftmap_src_floats(cv, &gp.sm);
 	return need;
 }
 
@@ -1230,10 +1250,15 @@ static void run_depthwise(const struct fused_conv *cv, struct dfq_pool *pool, fl
 	struct dwm_job jb = {.cv = cv, .isa = isa_now()};
 	shiftmap_plan(cv, &jb.sm);
 	if (jb.sm.ok) {
-		int32_t *mask = (int32_t *)scratch;
-		shiftmap_masks(cv, &jb.sm, mask);
-		shiftmap_set_masks(&jb.sm, mask);
-		shiftmap_source(cv, &jb.sm, scratch + shiftmap_mask_floats(&jb.sm), pool);
+		float *s = scratch;
+		if (cv->masks) {
+			shiftmap_set_masks(&jb.sm, (int32_t *)cv->masks);
+		} else {
+			shiftmap_masks(cv, &jb.sm, (int32_t *)s);
+			shiftmap_set_masks(&jb.sm, (int32_t *)s);
+			s += shiftmap_mask_floats(&jb.sm);
+		}
+		shiftmap_source(cv, &jb.sm, s, pool);
 		int64_t blk = cv->n * jb.sm.ohw;
 		jb.chunk = blk < DW_CHUNK ? round_up(blk, VL) : DW_CHUNK;
 		jb.nchunks = ceil_div(blk, jb.chunk);
@@ -1273,10 +1298,13 @@ void fused_conv_run(const struct fused_conv *cv, struct dfq_pool *pool, float *s
 	}
 	float *s = scratch;
 	if (gp.sm.ok) {
-		int32_t *mask = (int32_t *)s;
-		shiftmap_masks(cv, &gp.sm, mask);
-		shiftmap_set_masks(&gp.sm, mask);
-		s += shiftmap_mask_floats(&gp.sm);
+		if (cv->masks) {
+			shiftmap_set_masks(&gp.sm, (int32_t *)cv->masks);
+		} else {
+			shiftmap_masks(cv, &gp.sm, (int32_t *)s);
+			shiftmap_set_masks(&gp.sm, (int32_t *)s);
+			s += shiftmap_mask_floats(&gp.sm);
+		}
 		shiftmap_source(cv, &gp.sm, s, pool);
 		s += shiftmap_src_floats(cv, &gp.sm);
 	}

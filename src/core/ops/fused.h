@@ -46,7 +46,15 @@ struct fused_conv {
 	const float *wt;                        /* [m][c or 1][kh][kw] */
 	float *y;                               /* [m][n][oh][ow] */
 	struct fused_epi epi;
+	/* The shift-map mask tables (fused_conv_masks_fill), which depend on the
+	 * geometry only; NULL: built in the scratch at every run. */
+	const void *masks;
 };
+
+/* Bytes of cv's mask tables, 0 when it has none; and filling them (buf
+ * 64-byte aligned).  Callers that run a geometry often keep them. */
+size_t fused_conv_masks_size(const struct fused_conv *cv);
+void fused_conv_masks_fill(const struct fused_conv *cv, void *buf);
 
 /* Scratch floats fused_conv_run needs for cv on nthreads threads. */
 int64_t fused_conv_scratch(const struct fused_conv *cv, int nthreads);
