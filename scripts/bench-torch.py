@@ -17,9 +17,10 @@ PyTorch runs its own nn.Module, not the ONNX file: the architecture classes are
 taken from scripts/train-samples and the weights from the ONNX file's
 initializers.  scripts/train-samples exports with BatchNorm preserved and no
 Conv+BN folding, so every initializer is named after its state_dict key
-("features.1.running_mean", ...); they are loaded by name, and the class is the
-one whose state_dict has exactly those keys (num_batches_tracked, a training
-counter, is the only key not exported).  Eager mode, torch.inference_mode.
+("features.1.running_mean", ...), or, for parameters whose values equal another's,
+an Identity node's output; they are loaded by name, and the class is the one whose
+state_dict has exactly those keys (num_batches_tracked, a training counter, is the
+only key not exported).  Eager mode, torch.inference_mode.
 """
 import json
 import os
@@ -60,6 +61,11 @@ def build_model(onnx_path):
     ts = train_samples()
     m = onnx.load(onnx_path)
     weights = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    # the exporter stores parameters with equal values once and names the others
+    # through Identity nodes
+    for n in m.graph.node:
+        if n.op_type == "Identity" and n.input[0] in weights:
+            weights[n.output[0]] = weights[n.input[0]]
     for cls_name in ("MobileNetV2Small", "ResNetSmall"):
         model = ts[cls_name]()
         sd = model.state_dict()
