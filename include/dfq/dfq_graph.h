@@ -104,6 +104,10 @@ dfq_status dfq_graph_node_add_attr(struct dfq_graph *g, int ni, const struct dfq
 /* Find an attribute of node n by name, or NULL. */
 const struct dfq_attr *dfq_node_attr(const struct dfq_node *n, const char *name);
 
+/* Put "OP node 'NAME': " in front of err's message unless it already names
+ * the node (kernels often do), set err->status to st and return st. */
+dfq_status dfq_node_name_error(struct dfq_error *err, const struct dfq_node *n, dfq_status st);
+
 /* Resolve ops (DFQ_ERR_UNSUPPORTED naming op type, node and opset), parse
  * parameters, check every input is produced/initialized/fed, sort
  * topologically (DFQ_ERR_GRAPH on a cycle), infer static shapes and fold

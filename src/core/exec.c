@@ -212,19 +212,6 @@ static double now(void)
 	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-/* Prefix "Conv node 'c1': " unless the message already names the node. */
-static dfq_status name_node(struct dfq_error *err, const struct dfq_node *n, dfq_status st)
-{
-	if (!err)
-		return st;
-	char needle[DFQ_ERROR_MAX];
-	snprintf(needle, sizeof needle, "'%s'", n->name);
-	if (!strstr(err->msg, needle))
-		dfq_error_prefix(err, "%s node '%s'", n->op_type, n->name);
-	err->status = st;
-	return st;
-}
-
 static void run_free(struct run *r, int nvalues)
 {
 	if (r->vals && r->owned)
@@ -345,13 +332,13 @@ static dfq_status run_node(struct dfq_exec *ex, struct run *r, const struct dfq_
 	}
 	dfq_status st = d->shape(n, r->in_shape, r->in, r->out_shapes, err);
 	if (st != DFQ_OK)
-		return name_node(err, n, st);
+		return dfq_node_name_error(err, n, st);
 	for (int o = 0; o < n->noutputs; o++) {
 		if (n->outputs[o] < 0)
 			continue;
 		r->out[o] = dfq_tensor_new_shape(&r->out_shapes[o], err);
 		if (!r->out[o]) {
-			st = name_node(err, n, err ? err->status : DFQ_ERR_NOMEM);
+			st = dfq_node_name_error(err, n, err ? err->status : DFQ_ERR_NOMEM);
 			goto fail;
 		}
 	}
@@ -361,7 +348,7 @@ static dfq_status run_node(struct dfq_exec *ex, struct run *r, const struct dfq_
 	else
 		st = d->forward(n, r->in, r->out, &kctx, err);
 	if (st != DFQ_OK) {
-		st = name_node(err, n, st);
+		st = dfq_node_name_error(err, n, st);
 		goto fail;
 	}
 	/* hand outputs to the run before the hook, so every path frees them */
@@ -379,7 +366,7 @@ static dfq_status run_node(struct dfq_exec *ex, struct run *r, const struct dfq_
 			continue;
 		st = ex->hook(ex->hook_user, g, vi, r->vals[vi], err);
 		if (st != DFQ_OK)
-			return name_node(err, n, st);
+			return dfq_node_name_error(err, n, st);
 	}
 	for (int i = 0; i < n->ninputs; i++)
 		if (n->inputs[i] >= 0)

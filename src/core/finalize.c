@@ -7,20 +7,6 @@
 
 #define SLOTS_MIN 8
 
-/* Put "Conv node 'c1': " in front of a message unless it already names the
- * node (kernels often do).  Returns st. */
-static dfq_status name_node(struct dfq_error *err, const struct dfq_node *n, dfq_status st)
-{
-	if (!err)
-		return st;
-	char needle[DFQ_ERROR_MAX];
-	snprintf(needle, sizeof needle, "'%s'", n->name);
-	if (!strstr(err->msg, needle))
-		dfq_error_prefix(err, "%s node '%s'", n->op_type, n->name);
-	err->status = st;
-	return st;
-}
-
 /* Recompute producer/nconsumers and the is_input/is_output flags from the
  * nodes and the input/output lists (the lists are the source of truth). */
 static dfq_status recount(struct dfq_graph *g, struct dfq_error *err)
@@ -118,7 +104,7 @@ static dfq_status resolve_ops(struct dfq_graph *g, struct dfq_error *err)
 		memset(&n->p, 0, sizeof n->p);
 		st = dfq_op_defs[n->op].parse(n, err);
 		if (st != DFQ_OK)
-			return name_node(err, n, st);
+			return dfq_node_name_error(err, n, st);
 	}
 	return DFQ_OK;
 }
@@ -410,20 +396,20 @@ static dfq_status fold_node(struct dfq_graph *g, const struct dfq_node *n, struc
 	const struct dfq_op_def *d = &dfq_op_defs[n->op];
 	dfq_status st = d->shape(n, s->in, s->in_data, s->out, err);
 	if (st != DFQ_OK)
-		return name_node(err, n, st);
+		return dfq_node_name_error(err, n, st);
 	for (int o = 0; o < n->noutputs; o++) {
 		if (n->outputs[o] < 0)
 			continue;
 		s->out_t[o] = dfq_tensor_new_shape(&s->out[o], err);
 		if (!s->out_t[o]) {
-			st = name_node(err, n, err ? err->status : DFQ_ERR_NOMEM);
+			st = dfq_node_name_error(err, n, err ? err->status : DFQ_ERR_NOMEM);
 			goto fail;
 		}
 	}
 	struct dfq_kctx kctx = {.pool = NULL};
 	st = d->forward(n, s->in_data, s->out_t, &kctx, err);
 	if (st != DFQ_OK) {
-		st = name_node(err, n, st);
+		st = dfq_node_name_error(err, n, st);
 		goto fail;
 	}
 	for (int o = 0; o < n->noutputs; o++) {
@@ -464,7 +450,7 @@ static dfq_status fold_shape(struct dfq_graph *g, const struct dfq_node *n, bool
 	int64_t len = end > start ? end - start : 0;
 	struct dfq_tensor *t = dfq_tensor_new(DFQ_DTYPE_I64, 1, &len, err);
 	if (!t)
-		return name_node(err, n, err ? err->status : DFQ_ERR_NOMEM);
+		return dfq_node_name_error(err, n, err ? err->status : DFQ_ERR_NOMEM);
 	for (int64_t i = 0; i < len; i++)
 		dfq_tensor_i64(t)[i] = xs->dims[start + i];
 	struct dfq_value *v = &g->values[n->outputs[0]];
@@ -523,7 +509,7 @@ static dfq_status infer_and_fold(struct dfq_graph *g, bool *folded_node, bool *f
 		}
 		st = dfq_op_defs[n->op].shape(n, s.in, s.in_data, s.out, err);
 		if (st != DFQ_OK) {
-			st = name_node(err, n, st);
+			st = dfq_node_name_error(err, n, st);
 			break;
 		}
 		for (int o = 0; o < n->noutputs; o++)

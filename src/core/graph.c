@@ -2,6 +2,7 @@
 #include <assert.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -432,4 +433,16 @@ int64_t dfq_graph_param_count(const struct dfq_graph *g)
 	}
 	free(seen);
 	return total;
+}
+
+dfq_status dfq_node_name_error(struct dfq_error *err, const struct dfq_node *n, dfq_status st)
+{
+	if (!err)
+		return st;
+	char needle[DFQ_ERROR_MAX];
+	snprintf(needle, sizeof needle, "'%s'", n->name);
+	if (!strstr(err->msg, needle))
+		dfq_error_prefix(err, "%s node '%s'", n->op_type, n->name);
+	err->status = st;
+	return st;
 }

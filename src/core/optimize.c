@@ -137,19 +137,6 @@ static double now(void)
 	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-/* Prefix "Conv node 'c1': " unless the message already names the node. */
-static dfq_status name_node(struct dfq_error *err, const struct dfq_node *n, dfq_status st)
-{
-	if (!err)
-		return st;
-	char needle[DFQ_ERROR_MAX];
-	snprintf(needle, sizeof needle, "'%s'", n->name);
-	if (!strstr(err->msg, needle))
-		dfq_error_prefix(err, "%s node '%s'", n->op_type, n->name);
-	err->status = st;
-	return st;
-}
-
 /* --- building the plan --------------------------------------------------------------------- */
 
 /* The one node reading vi, or -1 if there are more, none, or vi is a graph output. */
@@ -785,7 +772,7 @@ static dfq_status run_node_step(struct dfq_plan *p, const struct dfq_plan_env *e
 			if (!p->vals[vi].live)
 				return not_computed(g, n, vi, err);
 			if (!gap && (st = val_layout(p, env->pool, vi, false, err)) != DFQ_OK)
-				return name_node(err, n, st);
+				return dfq_node_name_error(err, n, st);
 			in[i] = &p->vals[vi].t;
 		}
 		dfq_tensor_shape(in[i], &in_shapes[i]);
@@ -793,13 +780,13 @@ static dfq_status run_node_step(struct dfq_plan *p, const struct dfq_plan_env *e
 	}
 	st = d->shape(n, in_shape, in, out_shapes, err);
 	if (st != DFQ_OK)
-		return name_node(err, n, st);
+		return dfq_node_name_error(err, n, st);
 	for (int o = 0; o < n->noutputs; o++) {
 		int vi = n->outputs[o];
 		if (vi < 0)
 			continue;
 		if ((st = val_alloc(p, vi, &out_shapes[o], false, err)) != DFQ_OK)
-			return name_node(err, n, st);
+			return dfq_node_name_error(err, n, st);
 		out[o] = &p->vals[vi].t;
 		/* the kernels were written against dfq_tensor_new's zeroed outputs */
 		memset(out[o]->data, 0, (size_t)out[o]->numel * dfq_dtype_size(out[o]->dtype));
@@ -811,14 +798,14 @@ static dfq_status run_node_step(struct dfq_plan *p, const struct dfq_plan_env *e
 		               dfq_tensor_f32(out[0]), env->pool);
 	} else {
 		if (gap && (st = val_layout(p, env->pool, x, false, err)) != DFQ_OK)
-			return name_node(err, n, st);
+			return dfq_node_name_error(err, n, st);
 		if (gap)
 			in[0] = &p->vals[x].t;
 		struct dfq_kctx kctx = {.pool = env->pool};
 		st = d->forward_fast ? d->forward_fast(n, in, out, &kctx, err)
 		                     : d->forward(n, in, out, &kctx, err);
 		if (st != DFQ_OK)
-			return name_node(err, n, st);
+			return dfq_node_name_error(err, n, st);
 	}
 	for (int i = 0; i < n->ninputs; i++)
 		if (n->inputs[i] >= 0 && !is_const(g, n->inputs[i]))
@@ -858,7 +845,7 @@ static dfq_status run_conv_step(struct dfq_plan *p, const struct dfq_plan_env *e
 	const struct dfq_tensor *ind[3] = {x, wt, bt};
 	dfq_status st = dfq_op_defs[DFQ_OP_CONV].shape(n, ins, ind, &ys, err);
 	if (st != DFQ_OK)
-		return name_node(err, n, st);
+		return dfq_node_name_error(err, n, st);
 	int64_t kernel[2] = {ws.dims[2], ws.dims[3]}, in_sp[2] = {xs.dims[2], xs.dims[3]};
 	int64_t pads[4], out_sp[2];
 	st = ops_spatial_resolve(&n->p, 2, in_sp, kernel, false, pads, out_sp, err);
@@ -880,12 +867,12 @@ static dfq_status run_conv_step(struct dfq_plan *p, const struct dfq_plan_env *e
 			return DFQ_OK;
 		}
 		if ((st = val_layout(p, env->pool, c->res_vi, true, err)) != DFQ_OK)
-			return name_node(err, n, st);
+			return dfq_node_name_error(err, n, st);
 	}
 	if ((st = val_own(p, c->x_vi, err)) != DFQ_OK ||
 	    (st = val_layout(p, env->pool, c->x_vi, true, err)) != DFQ_OK ||
 	    (st = val_alloc(p, c->out_vi, &ys, true, err)) != DFQ_OK)
-		return name_node(err, n, st);
+		return dfq_node_name_error(err, n, st);
 
 	struct fused_conv cv = {
 	    .n = xs.dims[0],
@@ -909,7 +896,7 @@ static dfq_status run_conv_step(struct dfq_plan *p, const struct dfq_plan_env *e
 	    .y = dfq_tensor_f32(&p->vals[c->out_vi].t),
 	};
 	if ((st = chain_epi(p, env, c, cv.m, &cv.epi, err)) != DFQ_OK)
-		return name_node(err, n, st);
+		return dfq_node_name_error(err, n, st);
 	if (c->res_vi >= 0)
 		cv.epi.res = dfq_tensor_f32(&p->vals[c->res_vi].t);
 	size_t mbytes = fused_conv_masks_size(&cv);
@@ -918,7 +905,7 @@ static dfq_status run_conv_step(struct dfq_plan *p, const struct dfq_plan_env *e
 	int nthreads = dfq_pool_size(env->pool);
 	int64_t need = fused_conv_scratch(&cv, nthreads);
 	if ((st = need_scratch(p, (size_t)need, err)) != DFQ_OK)
-		return name_node(err, n, st);
+		return dfq_node_name_error(err, n, st);
 	fused_conv_run(&cv, env->pool, p->scratch);
 
 	release(p, c->x_vi);
