@@ -10,6 +10,7 @@
 
 #include "dfq/dfq_blas.h"
 #include "dfq/dfq_exec.h"
+#include "dfq/dfq_quant.h"
 #include "dfq/dfq_parallel.h"
 #include "ops/fused.h"
 #include "ops/ops_internal.h"
@@ -1065,6 +1066,180 @@ static void test_fused_hook(void **state)
 	dfq_graph_free(g);
 }
 
+/* --- fake quantization in the plan (dfq_exec_set_quant) ----------------------------------- */
+
+/* Quantize, in ex, the case's conv input t, the value before the Add (q1 in the
+ * epilogue), the chain's output (q2, or q1 without an Add) and the pooled p
+ * (a plain node step), each on its own 8-bit grid. */
+static void set_case_quants(struct dfq_exec *ex, const struct dfq_graph *g,
+                            const struct chain_case *cc, float *steps)
+{
+	const char *pre = cc->act1 ? "y2" : cc->bn ? "y1" : "y0";
+	const char *fin = cc->act2 ? "y4" : cc->add ? "y3" : pre;
+	const char *names[4] = {"t", pre, fin, "p"};
+	const float lo[4] = {0.0f, -3.0f, -4.0f, -1.0f}, hi[4] = {2.0f, 3.0f, 5.0f, 1.5f};
+	struct dfq_error err;
+	for (int i = 0; i < 4; i++) {
+		struct dfq_qparams q;
+		assert_int_equal(dfq_qparams_make(8, DFQ_QSCHEME_ASYM, lo[i], hi[i], &q, &err),
+		                 DFQ_OK);
+		int vi = dfq_graph_find_value(g, names[i]);
+		assert_true(vi >= 0);
+		if (dfq_exec_set_quant(ex, vi, &q, &err) != DFQ_OK)
+			fail_msg("set_quant %s: %s", names[i], err.msg);
+		if (steps)
+			steps[i] = q.scale;
+	}
+}
+
+/* got against ref of a quantized graph: the fused kernels multiply by the
+ * grid's reciprocal and round their sums differently, so a value next to a
+ * rounding boundary may land one code away, and that code's difference
+ * travels on (through the Add into the next grid): allow a few steps, on a
+ * small share of the values; everything else must be equal. */
+static void assert_quant_close(const struct dfq_tensor *ref, const struct dfq_tensor *got,
+                               float step, const char *what)
+{
+	assert_true(dfq_tensor_same_shape(ref, got));
+	const float *r = dfq_tensor_f32(ref), *g = dfq_tensor_f32(got);
+	int64_t differ = 0;
+	for (int64_t i = 0; i < ref->numel; i++) {
+		double d = fabs((double)r[i] - g[i]);
+		if (!(d <= 4.0 * step + 1e-6))
+			fail_msg("%s: element %lld is %.9g, the oracle says %.9g (step %g)", what,
+			         (long long)i, (double)g[i], (double)r[i], (double)step);
+		differ += d > 1e-6;
+	}
+	if (differ * 50 > ref->numel + 50)
+		fail_msg("%s: %lld of %lld values differ from the oracle", what, (long long)differ,
+		         (long long)ref->numel);
+}
+
+static void run_quant_case(const struct chain_case *cc, int64_t n, const char *what)
+{
+	struct dfq_graph *g = chain_graph(cc);
+	int64_t xd[4] = {n, cc->c, cc->h, cc->w};
+	int64_t rd[4] = {n, cc->m, out_len(cc, cc->h, cc->kh), out_len(cc, cc->w, cc->kw)};
+	struct dfq_tensor *in[2] = {rand_tensor(4, xd), cc->add ? rand_tensor(4, rd) : NULL};
+	struct dfq_tensor *ref[2], *got[2];
+	struct dfq_error err;
+	struct dfq_exec_opts o;
+	dfq_exec_opts_default(&o);
+	o.fast = false;
+	o.nthreads = 1;
+	struct dfq_exec *slow = dfq_exec_new(g, &o, &err);
+	assert_non_null(slow);
+	float steps[4];
+	set_case_quants(slow, g, cc, steps);
+	assert_int_equal(dfq_exec_run(slow, in, ref, &err), DFQ_OK);
+	for (int generic = 0; generic < 2; generic++) {
+		fused_force_generic(generic);
+		for (int threads = 1; threads <= 2; threads++) {
+			char msg[256];
+			snprintf(msg, sizeof msg, "%s (batch %lld, %s, %d threads)", what,
+			         (long long)n, fused_isa(), threads);
+			o.fast = true;
+			o.nthreads = threads;
+			struct dfq_exec *fast = dfq_exec_new(g, &o, &err);
+			assert_non_null(fast);
+			set_case_quants(fast, g, cc, NULL);
+			dfq_exec_set_profile(fast, true);
+			assert_int_equal(dfq_exec_run(fast, in, got, &err), DFQ_OK);
+			assert_quant_close(ref[0], got[0], steps[1] + steps[2], msg);
+			assert_quant_close(ref[1], got[1], steps[3], msg);
+			/* still one fused step: the quantizers sit where the epilogue has them */
+			const struct dfq_prof_entry *e;
+			int ne = dfq_exec_get_profile(fast, &e), parts = 1 + cc->bn +
+			                                              (cc->act1 != ACT_NONE) + cc->add +
+			                                              (cc->act2 != ACT_NONE);
+			bool fused = false;
+			for (int i = 0; i < ne; i++) {
+				int plus = 0;
+				for (const char *c = e[i].op; *c; c++)
+					plus += *c == '+';
+				fused = fused || (strcmp(e[i].node, "conv") == 0 &&
+				                  plus + 1 == parts && e[i].calls > 0);
+			}
+			if (!fused)
+				fail_msg("%s: the quantized chain did not run as one step", msg);
+			dfq_exec_free(fast);
+			dfq_tensor_free(got[0]);
+			dfq_tensor_free(got[1]);
+		}
+	}
+	fused_force_generic(false);
+	dfq_exec_free(slow);
+	dfq_tensor_free(ref[0]);
+	dfq_tensor_free(ref[1]);
+	dfq_tensor_free(in[0]);
+	dfq_tensor_free(in[1]);
+	dfq_graph_free(g);
+}
+
+/* Quantized activations keep the fused chains, with the oracle's results. */
+static void test_fused_quant(void **state)
+{
+	for (size_t i = 0; i < sizeof chain_cases / sizeof chain_cases[0]; i++) {
+		char what[64];
+		snprintf(what, sizeof what, "quantized chain case %zu", i);
+		run_quant_case(&chain_cases[i], 2, what);
+	}
+	run_quant_case(&chain_cases[2], 40, "quantized, sub-batches");
+}
+
+/* What dfq_exec_set_quant refuses, and that removing a grid restores float. */
+static void test_exec_quant_args(void **state)
+{
+	const struct chain_case cc = {4, 6, 6,     4,     1,    1,    1,        1,
+	                              0, 0, false, false, true, true, ACT_NONE, ACT_RELU};
+	struct dfq_graph *g = chain_graph(&cc);
+	struct dfq_error err;
+	struct dfq_exec *ex = dfq_exec_new(g, NULL, &err);
+	assert_non_null(ex);
+	struct dfq_qparams q;
+	assert_int_equal(dfq_qparams_make(4, DFQ_QSCHEME_SYM, -1.0f, 1.0f, &q, &err), DFQ_OK);
+	assert_int_equal(dfq_exec_set_quant(ex, dfq_graph_find_value(g, "x"), &q, &err),
+	                 DFQ_ERR_ARG);
+	assert_non_null(strstr(err.msg, "graph input"));
+	assert_int_equal(dfq_exec_set_quant(ex, dfq_graph_find_value(g, "w"), &q, &err),
+	                 DFQ_ERR_ARG);
+	assert_int_equal(dfq_exec_set_quant(ex, -1, &q, &err), DFQ_ERR_ARG);
+	assert_int_equal(dfq_exec_set_quant(ex, g->nvalues, &q, &err), DFQ_ERR_ARG);
+	struct dfq_qparams bad = q;
+	bad.scale = 0.0f;
+	int y = dfq_graph_find_value(g, "y4");
+	assert_int_equal(dfq_exec_set_quant(ex, y, &bad, &err), DFQ_ERR_ARG);
+	bad = q;
+	bad.zero_point = q.qmax + 1;
+	assert_int_equal(dfq_exec_set_quant(ex, y, &bad, &err), DFQ_ERR_ARG);
+
+	/* a grid of 4 bits over [-1, 1] on the output: at most 16 distinct values */
+	int64_t xd[4] = {3, 4, 6, 6};
+	struct dfq_tensor *in[2] = {rand_tensor(4, xd), rand_tensor(4, xd)};
+	struct dfq_tensor *a[2], *b[2];
+	assert_int_equal(dfq_exec_set_quant(ex, y, &q, &err), DFQ_OK);
+	assert_int_equal(dfq_exec_run(ex, in, a, &err), DFQ_OK);
+	for (int64_t i = 0; i < a[0]->numel; i++) {
+		float v = dfq_tensor_f32(a[0])[i];
+		assert_true(v == dfq_fake_quant1(v, &q));
+	}
+	/* removed (one, then all): the float results again */
+	assert_int_equal(dfq_exec_set_quant(ex, y, NULL, &err), DFQ_OK);
+	assert_int_equal(dfq_exec_run(ex, in, b, &err), DFQ_OK);
+	bool changed = false;
+	for (int64_t i = 0; i < b[0]->numel; i++)
+		changed = changed || dfq_tensor_f32(b[0])[i] != dfq_fake_quant1(dfq_tensor_f32(b[0])[i], &q);
+	assert_true(changed);
+	dfq_exec_clear_quants(ex);
+	for (int i = 0; i < 2; i++) {
+		dfq_tensor_free(a[i]);
+		dfq_tensor_free(b[i]);
+		dfq_tensor_free(in[i]);
+	}
+	dfq_exec_free(ex);
+	dfq_graph_free(g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1085,6 +1260,8 @@ int main(void)
 	    cmocka_unit_test(test_fused_fallback),
 	    cmocka_unit_test(test_fused_hook),
 	    cmocka_unit_test(test_fused_sub_batches),
+	    cmocka_unit_test(test_fused_quant),
+	    cmocka_unit_test(test_exec_quant_args),
 	};
 	DFQ_RUN_TESTS(tests);
 }

@@ -11,6 +11,7 @@
 
 #include "dfq_error.h"
 #include "dfq_graph.h"
+#include "dfq_quant.h"
 #include "dfq_tensor.h"
 
 struct dfq_exec_opts {
@@ -52,6 +53,18 @@ dfq_status dfq_exec_set_override(struct dfq_exec *ex, int vi, const struct dfq_t
 				 struct dfq_error *err);
 /* Remove every override. */
 void dfq_exec_clear_overrides(struct dfq_exec *ex);
+
+/* Fake-quantize value vi on grid q (copied) in later runs, as soon as it is
+ * computed: its readers see the quantized value.  A value hook, if one is
+ * installed, is called first and sees the float value.  q NULL removes it.
+ * Only float values computed by a node can be quantized (graph inputs: quantize
+ * what you feed; constants: use an override).  Unlike a hook, quantization
+ * keeps the fused fast path: the convolution kernels apply it in their
+ * epilogue. */
+dfq_status dfq_exec_set_quant(struct dfq_exec *ex, int vi, const struct dfq_qparams *q,
+			      struct dfq_error *err);
+/* Remove every quantization. */
+void dfq_exec_clear_quants(struct dfq_exec *ex);
 
 /* The thread pool of ex (for callers that want to share it), never NULL. */
 struct dfq_pool *dfq_exec_pool(struct dfq_exec *ex);

@@ -1,4 +1,5 @@
 /* exec.c - runs a finalized graph node by node, freeing intermediates as soon as they are dead. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,11 @@ struct dfq_exec {
 	 * borrowed; NULL until the first dfq_exec_set_override(). */
 	const struct dfq_tensor **overrides;
 	int noverrides;
+	/* Per-value fake quantization (dfq_exec_set_quant): quant_on[vi] says
+	 * whether quants[vi] applies; both owned, NULL until the first one. */
+	struct dfq_qparams *quants;
+	bool *quant_on;
+	int nquants;
 	/* The fused fast path (optimize.c): built on the first fast run without a
 	 * hook, owned.  A hook needs every node's output, so it runs node by node. */
 	struct dfq_plan *plan;
@@ -89,6 +95,8 @@ void dfq_exec_free(struct dfq_exec *ex)
 	dfq_plan_free(ex->plan);
 	free(ex->node_prof);
 	free(ex->overrides);
+	free(ex->quants);
+	free(ex->quant_on);
 	free(ex);
 }
 
@@ -128,6 +136,60 @@ void dfq_exec_clear_overrides(struct dfq_exec *ex)
 {
 	if (ex->overrides)
 		memset(ex->overrides, 0, (size_t)ex->noverrides * sizeof *ex->overrides);
+}
+
+/* Whether the grid can be used: the kernels divide by nothing but rely on a
+ * positive finite scale and a zero point on the code range. */
+static bool qparams_usable(const struct dfq_qparams *q)
+{
+	return q->scale > 0.0f && isfinite(q->scale) && isfinite(1.0f / q->scale) &&
+	       q->qmin < q->qmax && q->zero_point >= q->qmin && q->zero_point <= q->qmax;
+}
+
+dfq_status dfq_exec_set_quant(struct dfq_exec *ex, int vi, const struct dfq_qparams *q,
+			      struct dfq_error *err)
+{
+	const struct dfq_graph *g = ex->g;
+	if (vi < 0 || vi >= g->nvalues)
+		return dfq_error_set(err, DFQ_ERR_ARG, "no value %d to quantize", vi);
+	const struct dfq_value *v = &g->values[vi];
+	bool input = false;
+	for (int i = 0; i < g->ninputs; i++)
+		input = input || g->inputs[i] == vi;
+	if (v->init || input)
+		return dfq_error_set(err, DFQ_ERR_ARG,
+				     "only values computed by a node can be fake-quantized ('%s' "
+				     "is %s)",
+				     v->name, input ? "a graph input" : "a constant");
+	if (q && !qparams_usable(q))
+		return dfq_error_set(err, DFQ_ERR_ARG,
+				     "the quantization grid for '%s' is not valid (scale %g, zero "
+				     "point %d, codes %d..%d)",
+				     v->name, (double)q->scale, (int)q->zero_point, (int)q->qmin,
+				     (int)q->qmax);
+	if (ex->nquants < g->nvalues) {
+		struct dfq_qparams *q2 =
+		    realloc(ex->quants, (size_t)g->nvalues * sizeof *ex->quants);
+		if (!q2)
+			return dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory");
+		ex->quants = q2;
+		bool *on2 = realloc(ex->quant_on, (size_t)g->nvalues * sizeof *ex->quant_on);
+		if (!on2)
+			return dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory");
+		ex->quant_on = on2;
+		memset(on2 + ex->nquants, 0, (size_t)(g->nvalues - ex->nquants) * sizeof *on2);
+		ex->nquants = g->nvalues;
+	}
+	ex->quant_on[vi] = q != NULL;
+	if (q)
+		ex->quants[vi] = *q;
+	return DFQ_OK;
+}
+
+void dfq_exec_clear_quants(struct dfq_exec *ex)
+{
+	if (ex->quant_on)
+		memset(ex->quant_on, 0, (size_t)ex->nquants * sizeof *ex->quant_on);
 }
 
 void dfq_exec_set_profile(struct dfq_exec *ex, bool on)
@@ -191,6 +253,9 @@ static dfq_status run_plan(struct dfq_exec *ex, struct dfq_tensor *const *inputs
 	    .pool = ex->pool,
 	    .overrides = ex->overrides,
 	    .noverrides = ex->noverrides,
+	    .quants = ex->quants,
+	    .quant_on = ex->quant_on,
+	    .nquants = ex->nquants,
 	    .profile = ex->profile,
 	};
 	bool fallback = false;
@@ -367,6 +432,12 @@ static dfq_status run_node(struct dfq_exec *ex, struct run *r, const struct dfq_
 		st = ex->hook(ex->hook_user, g, vi, r->vals[vi], err);
 		if (st != DFQ_OK)
 			return dfq_node_name_error(err, n, st);
+	}
+	for (int o = 0; o < n->noutputs; o++) {
+		int vi = n->outputs[o];
+		if (vi >= 0 && vi < ex->nquants && ex->quant_on[vi] &&
+		    r->vals[vi]->dtype == DFQ_DTYPE_F32)
+			plan_fake_quant(ex->pool, r->vals[vi], &ex->quants[vi]);
 	}
 	for (int i = 0; i < n->ninputs; i++)
 		if (n->inputs[i] >= 0)

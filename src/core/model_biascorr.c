@@ -410,6 +410,8 @@ static dfq_status emp_stage(struct emp *e, struct dfq_exec *ex, int ti, dfq_batc
 		return err ? err->status : DFQ_ERR_NOMEM;
 	e->ctx->extra = emp_record;
 	e->ctx->extra_user = e;
+	e->ctx->stop = false;
+	dfq_exec_set_hook(ex, model_hook, e->ctx);
 	e->stage = ti;
 	st = emp_pass(e, ex, next, user, err);
 	e->ctx->extra = NULL;
@@ -474,7 +476,6 @@ dfq_status dfq_model_biascorr_empirical(struct dfq_model *m, struct dfq_exec *ex
 			st = e.ctx ? DFQ_OK : (err ? err->status : DFQ_ERR_NOMEM);
 		}
 		if (st == DFQ_OK) {
-			e.ctx->quant = false;
 			e.ctx->extra = emp_record;
 			e.ctx->extra_user = &e;
 			dfq_exec_set_hook(ex, model_hook, e.ctx);

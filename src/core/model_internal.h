@@ -11,8 +11,6 @@
 struct model_hook_ctx {
 	struct dfq_model *m;
 	const struct dfq_exec *ex; /* identity only, never dereferenced */
-	struct dfq_pool *pool;     /* the executor's pool, for parallel fake quantization */
-	bool quant;                /* fake-quantize enabled points */
 	/* empirical bias correction / measurement extras (NULL when unused) */
 	dfq_exec_hook extra;
 	void *extra_user;
@@ -92,7 +90,8 @@ void model_layer_drop_bcorr(struct dfq_layer *L);
 /* The hook context for ex (created on first use). */
 struct model_hook_ctx *model_hook_ctx_for(struct dfq_model *m, struct dfq_exec *ex,
                                           struct dfq_error *err);
-/* The value hook: fake quantization at enabled points plus ctx->extra. */
+/* The value hook: calls ctx->extra and stops the run when it asks to
+ * (fake quantization is the executor's, set by dfq_model_exec_prepare). */
 dfq_status model_hook(void *user, const struct dfq_graph *g, int vi, struct dfq_tensor *t,
                       struct dfq_error *err);
 /* Leave ex with no hook and no overrides. */

@@ -370,6 +370,7 @@ void model_exec_reset(struct dfq_exec *ex)
 {
 	dfq_exec_set_hook(ex, NULL, NULL);
 	dfq_exec_clear_overrides(ex);
+	dfq_exec_clear_quants(ex);
 }
 
 struct model_hook_ctx *model_hook_ctx_for(struct dfq_model *m, struct dfq_exec *ex,
@@ -378,8 +379,6 @@ struct model_hook_ctx *model_hook_ctx_for(struct dfq_model *m, struct dfq_exec *
 	struct dfq_model_priv *p = m->priv;
 	for (int i = 0; i < p->nctxs; i++) {
 		if (p->ctxs[i]->ex == ex) {
-			/* an executor at this address now: refresh what we know of it */
-			p->ctxs[i]->pool = dfq_exec_pool(ex);
 			return p->ctxs[i];
 		}
 	}
@@ -396,20 +395,8 @@ struct model_hook_ctx *model_hook_ctx_for(struct dfq_model *m, struct dfq_exec *
 	}
 	c->m = m;
 	c->ex = ex;
-	c->pool = dfq_exec_pool(ex);
 	p->ctxs[p->nctxs++] = c;
 	return c;
-}
-
-struct fq_job {
-	float *x;
-	const struct dfq_qparams *qp;
-};
-
-static void fq_chunk(void *arg, int64_t begin, int64_t end, int tid)
-{
-	const struct fq_job *j = arg;
-	dfq_fake_quant(j->x + begin, end - begin, j->qp);
 }
 
 dfq_status model_hook(void *user, const struct dfq_graph *g, int vi, struct dfq_tensor *t,
@@ -423,13 +410,6 @@ dfq_status model_hook(void *user, const struct dfq_graph *g, int vi, struct dfq_
 		if (c->stop)
 			return dfq_error_set(err, DFQ_ERR_INTERNAL, "run stopped early on purpose");
 	}
-	if (!c->quant || vi >= c->m->priv->npov || t->dtype != DFQ_DTYPE_F32)
-		return DFQ_OK;
-	int pi = c->m->priv->point_of_value[vi];
-	if (pi < 0 || !c->m->points[pi].enabled)
-		return DFQ_OK;
-	struct fq_job j = {dfq_tensor_f32(t), &c->m->points[pi].qp};
-	dfq_pool_run(c->pool, t->numel, 1 << 15, fq_chunk, &j);
 	return DFQ_OK;
 }
 
@@ -449,17 +429,18 @@ dfq_status dfq_model_exec_prepare(struct dfq_model *m, struct dfq_exec *ex, dfq_
 			st = dfq_exec_set_override(ex, L->b_vi, L->b_run_fp, err);
 		}
 	}
-	if (st == DFQ_OK && mode == DFQ_RUN_QUANT) {
-		struct model_hook_ctx *c = model_hook_ctx_for(m, ex, err);
-		if (!c) {
-			st = err ? err->status : DFQ_ERR_NOMEM;
-		} else {
-			c->quant = true;
-			c->extra = NULL;
-			c->extra_user = NULL;
-			c->stop = false;
-			dfq_exec_set_hook(ex, model_hook, c);
-		}
+	/* activations: the executor quantizes them (in the fused kernels'
+	 * epilogues where it can); graph inputs are quantized by dfq_model_run */
+	const struct dfq_graph *g = m->g;
+	for (int pi = 0; st == DFQ_OK && mode == DFQ_RUN_QUANT && pi < m->npoints; pi++) {
+		const struct dfq_apoint *pt = &m->points[pi];
+		if (!pt->enabled || pt->vi < 0 || g->values[pt->vi].init)
+			continue;
+		bool input = false;
+		for (int i = 0; i < g->ninputs; i++)
+			input = input || g->inputs[i] == pt->vi;
+		if (!input)
+			st = dfq_exec_set_quant(ex, pt->vi, &pt->qp, err);
 	}
 	if (st != DFQ_OK)
 		model_exec_reset(ex);

@@ -41,6 +41,7 @@ enum step_kind { STEP_NODE, STEP_CONV };
 struct chain {
 	int conv, bn, act1, add, act2;
 	int x_vi, w_vi, b_vi, res_vi, out_vi;
+	int q1_vi, q2_vi; /* values fake-quantized in the epilogue (fq1/fq2), or -1 */
 	bool depthwise;
 };
 
@@ -121,6 +122,32 @@ static const struct dfq_tensor *const_data(const struct dfq_graph *g,
 	if (env->overrides && vi < env->noverrides && env->overrides[vi])
 		return env->overrides[vi];
 	return g->values[vi].init;
+}
+
+/* The fake quantization of value vi, or NULL. */
+static const struct dfq_qparams *value_quant(const struct dfq_plan_env *env, int vi)
+{
+	return env->quant_on && vi >= 0 && vi < env->nquants && env->quant_on[vi]
+	           ? &env->quants[vi]
+	           : NULL;
+}
+
+struct fq_job {
+	float *x;
+	const struct dfq_qparams *qp;
+};
+
+static void fq_chunk(void *arg, int64_t begin, int64_t end, int tid)
+{
+	(void)tid;
+	const struct fq_job *j = arg;
+	dfq_fake_quant(j->x + begin, end - begin, j->qp);
+}
+
+void plan_fake_quant(struct dfq_pool *pool, struct dfq_tensor *t, const struct dfq_qparams *q)
+{
+	struct fq_job j = {dfq_tensor_f32(t), q};
+	dfq_pool_run(pool, t->numel, 1 << 15, fq_chunk, &j);
 }
 
 /* 64-byte aligned memory of at least bytes (never a zero-size request); free() it. */
@@ -215,8 +242,12 @@ static bool same_static_shape(const struct dfq_shape *a, const struct dfq_shape 
 	return true;
 }
 
-/* Grow a chain from the Conv at ni into s; marks the nodes it takes in used. */
-static void grow_chain(struct dfq_plan *p, int ni, bool depthwise, struct step *s)
+/* Grow a chain from the Conv at ni into s; marks the nodes it takes in used.
+ * A fake-quantized value can only sit where the epilogue quantizes: right
+ * before the residual Add (q1) or at the chain's end, so it ends the chain
+ * anywhere else. */
+static void grow_chain(struct dfq_plan *p, const struct dfq_plan_env *env, int ni, bool depthwise,
+                       struct step *s)
 {
 	const struct dfq_graph *g = p->g;
 	const struct dfq_node *conv = &g->nodes[ni];
@@ -228,16 +259,22 @@ static void grow_chain(struct dfq_plan *p, int ni, bool depthwise, struct step *
 	c->w_vi = conv->inputs[1];
 	c->b_vi = conv->ninputs > 2 ? conv->inputs[2] : -1;
 	c->res_vi = -1;
+	c->q1_vi = c->q2_vi = -1;
 	c->depthwise = depthwise;
 	int64_t m = g->values[c->w_vi].init->dims[0];
 	int cur = conv->outputs[0], last = ni;
 
 	for (;;) {
+		bool quantized = value_quant(env, cur) != NULL;
+		if (quantized && c->add >= 0)
+			break;
 		int r = sole_reader(p, cur);
 		if (r < 0 || p->used[r])
 			break;
 		const struct dfq_node *n = &g->nodes[r];
 		if (n->noutputs < 1 || n->outputs[0] < 0)
+			break;
+		if (quantized && n->op != DFQ_OP_ADD)
 			break;
 		bool first = n->ninputs >= 1 && n->inputs[0] == cur;
 		if (first && c->bn < 0 && c->act1 < 0 && c->add < 0 && bn_eligible(g, n, m)) {
@@ -253,6 +290,7 @@ static void grow_chain(struct dfq_plan *p, int ni, bool depthwise, struct step *
 				break;
 			c->add = r;
 			c->res_vi = other;
+			c->q1_vi = quantized ? cur : -1;
 		} else if (first && c->add >= 0 && c->act2 < 0 && act_eligible(g, n)) {
 			c->act2 = r;
 		} else {
@@ -266,6 +304,12 @@ static void grow_chain(struct dfq_plan *p, int ni, bool depthwise, struct step *
 	s->node = ni;
 	s->pos = last;
 	c->out_vi = cur;
+	if (value_quant(env, cur)) {
+		if (c->add < 0)
+			c->q1_vi = cur;
+		else
+			c->q2_vi = cur;
+	}
 }
 
 /* Fill a profile label: the op types of the step's nodes joined by '+'. */
@@ -379,8 +423,9 @@ static dfq_status plan_profile_fit(struct dfq_plan *p, struct dfq_error *err)
 	return DFQ_OK;
 }
 
-/* The steps for the graph as it is now. */
-static dfq_status plan_build(struct dfq_plan *p, struct dfq_error *err)
+/* The steps for the graph (and the quantized values) as they are now. */
+static dfq_status plan_build(struct dfq_plan *p, const struct dfq_plan_env *env,
+                             struct dfq_error *err)
 {
 	const struct dfq_graph *g = p->g;
 	dfq_status st = plan_fit(p, err);
@@ -411,7 +456,7 @@ static dfq_status plan_build(struct dfq_plan *p, struct dfq_error *err)
 		bool dw;
 		if (conv_eligible(g, n, &dw)) {
 			p->used[ni] = true;
-			grow_chain(p, ni, dw, s);
+			grow_chain(p, env, ni, dw, s);
 		} else {
 			s->kind = STEP_NODE;
 			s->node = s->pos = ni;
@@ -546,6 +591,13 @@ static dfq_status chain_epi(struct dfq_plan *p, const struct dfq_plan_env *env,
 		act_bounds(g, env, &g->nodes[c->act1], &e->lo1, &e->hi1);
 	if (e->act2)
 		act_bounds(g, env, &g->nodes[c->act2], &e->lo2, &e->hi2);
+	const struct dfq_qparams *q1 = value_quant(env, c->q1_vi), *q2 = value_quant(env, c->q2_vi);
+	e->fq1 = q1 != NULL;
+	e->fq2 = q2 != NULL;
+	if (q1)
+		e->q1 = fused_fq_of(q1->scale, q1->zero_point, q1->qmin, q1->qmax);
+	if (q2)
+		e->q2 = fused_fq_of(q2->scale, q2->zero_point, q2->qmin, q2->qmax);
 	return DFQ_OK;
 }
 
@@ -806,6 +858,11 @@ static dfq_status run_node_step(struct dfq_plan *p, const struct dfq_plan_env *e
 		                     : d->forward(n, in, out, &kctx, err);
 		if (st != DFQ_OK)
 			return dfq_node_name_error(err, n, st);
+	}
+	for (int o = 0; o < n->noutputs; o++) {
+		const struct dfq_qparams *q = value_quant(env, n->outputs[o]);
+		if (q && out[o] && out[o]->dtype == DFQ_DTYPE_F32)
+			plan_fake_quant(env->pool, out[o], q);
 	}
 	for (int i = 0; i < n->ninputs; i++)
 		if (n->inputs[i] >= 0 && !is_const(g, n->inputs[i]))
@@ -1122,7 +1179,7 @@ dfq_status dfq_plan_run(struct dfq_plan *p, const struct dfq_plan_env *env,
 	*fallback = false;
 	for (int i = 0; i < g->noutputs; i++)
 		outputs[i] = NULL;
-	dfq_status st = plan_build(p, err);
+	dfq_status st = plan_build(p, env, err);
 	if (st == DFQ_OK && env->profile)
 		st = plan_profile_fit(p, err);
 	if (st == DFQ_OK && dfq_plan_fused_count(p) > 0)

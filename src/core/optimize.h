@@ -20,6 +20,7 @@
 #include "dfq/dfq_exec.h"
 #include "dfq/dfq_graph.h"
 #include "dfq/dfq_parallel.h"
+#include "dfq/dfq_quant.h"
 #include "dfq/dfq_tensor.h"
 
 /* Time spent in one step (fused chain or single node) over the runs since
@@ -46,6 +47,9 @@ struct dfq_plan_env {
 	struct dfq_pool *pool;
 	const struct dfq_tensor *const *overrides; /* per value, may be NULL */
 	int noverrides;
+	const struct dfq_qparams *quants; /* per value, used where quant_on (dfq_exec_set_quant) */
+	const bool *quant_on;
+	int nquants;
 	bool profile;
 };
 
@@ -61,6 +65,9 @@ void dfq_plan_free(struct dfq_plan *p);
 dfq_status dfq_plan_run(struct dfq_plan *p, const struct dfq_plan_env *env,
                         struct dfq_tensor *const *inputs, struct dfq_tensor **outputs,
                         bool *fallback, struct dfq_error *err);
+
+/* Fake-quantize the float tensor t in place on grid q, in parallel on pool. */
+void plan_fake_quant(struct dfq_pool *pool, struct dfq_tensor *t, const struct dfq_qparams *q);
 
 /* Number of fused chains (steps standing for more than one node, or a Conv). */
 int dfq_plan_fused_count(const struct dfq_plan *p);

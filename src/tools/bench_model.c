@@ -1,6 +1,7 @@
 /* bench_model.c - whole-model eval throughput of dfq's executor (run by scripts/bench models).
  *
  *   bench_model MODEL.onnx IMAGES.npy LABELS.npy BATCH [THREADS] [--profile] [--scalar]
+ *               [--check] [--quant W/A]
  *
  * IMAGES.npy is float32 [N, C, H, W] (already normalised), LABELS.npy integer
  * [N].  One warm-up batch, then all N images through dfq_exec_run in batches
@@ -9,13 +10,18 @@
  * peak_rss_kb = VmHWM).  --profile adds the executor's per-step time breakdown
  * (stderr, a table); --scalar runs the scalar oracle kernels instead; --check
  * first compares the fast path's logits on one batch with the scalar oracle's
- * (stderr; exit status 1 when they differ by more than 1e-4 of their range). */
+ * (stderr; exit status 1 when they differ by more than 1e-4 of their range).
+ * --quant W/A runs the model fake-quantized as `fold; quantize all --wbits W
+ * --abits A` leaves it (dfq_model_run in QUANT mode, data-free ranges), to
+ * compare fake-quant with FP32 throughput; --check then compares the FP32
+ * logits before quantizing. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "dfq/dfq_exec.h"
+#include "dfq/dfq_model.h"
 #include "dfq/dfq_npy.h"
 #include "dfq/dfq_onnx.h"
 #include "optimize.h"
@@ -128,13 +134,16 @@ static void print_profile(struct dfq_exec *ex, int64_t images)
 	fprintf(stderr, "%-44s %-36s %10.2f\n", "total", "", total * 1e6 / (double)images);
 }
 
-/* Run images [s, s + count); returns how many were classified correctly. */
-static int64_t run_batch(struct dfq_exec *ex, const struct dfq_tensor *x,
+/* Run images [s, s + count) (through the model in QUANT mode when m is not
+ * NULL); returns how many were classified correctly. */
+static int64_t run_batch(struct dfq_exec *ex, struct dfq_model *m, const struct dfq_tensor *x,
                          const struct dfq_tensor *labels, int64_t s, int64_t count)
 {
 	struct dfq_error err;
 	struct dfq_tensor *in = slice(x, s, count), *out = NULL;
-	if (dfq_exec_run(ex, &in, &out, &err) != DFQ_OK)
+	dfq_status st = m ? dfq_model_run(m, ex, DFQ_RUN_QUANT, &in, &out, &err)
+	                  : dfq_exec_run(ex, &in, &out, &err);
+	if (st != DFQ_OK)
 		die("run", &err);
 	int64_t k = out->numel / count, correct = 0;
 	const float *y = dfq_tensor_f32(out);
@@ -149,10 +158,16 @@ static int64_t run_batch(struct dfq_exec *ex, const struct dfq_tensor *x,
 int main(int argc, char **argv)
 {
 	bool profile = false, scalar = false, want_check = false;
+	int wbits = 0, abits = 0;
 	const char *pos[5] = {0};
 	int npos = 0;
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--profile") == 0)
+		if (strcmp(argv[i], "--quant") == 0 && i + 1 < argc) {
+			if (sscanf(argv[++i], "%d/%d", &wbits, &abits) != 2) {
+				fprintf(stderr, "bench_model: --quant wants W/A, e.g. 8/8\n");
+				return 2;
+			}
+		} else if (strcmp(argv[i], "--profile") == 0)
 			profile = true;
 		else if (strcmp(argv[i], "--scalar") == 0)
 			scalar = true;
@@ -163,7 +178,7 @@ int main(int argc, char **argv)
 	}
 	if (npos < 4) {
 		fprintf(stderr, "usage: bench_model MODEL.onnx IMAGES.npy LABELS.npy BATCH "
-		                "[THREADS] [--profile] [--scalar] [--check]\n");
+		                "[THREADS] [--profile] [--scalar] [--check] [--quant W/A]\n");
 		return 2;
 	}
 	int64_t batch = atoll(pos[3]);
@@ -185,6 +200,19 @@ int main(int argc, char **argv)
 	int64_t n = x->dims[0];
 	if (want_check && !check(g, x, batch < n ? batch : n, threads))
 		return 1;
+	struct dfq_model *m = NULL;
+	if (wbits > 0) {
+		/* the model owns g from here */
+		if (!(m = dfq_model_new(g, &err)) || dfq_model_fold(m, NULL, &err) != DFQ_OK)
+			die("model", &err);
+		struct dfq_qconfig q;
+		dfq_qconfig_default(&q);
+		q.wbits = wbits;
+		q.abits = abits;
+		if (dfq_model_quantize(m, NULL, &q, NULL, &err) != DFQ_OK)
+			die("quantize", &err);
+		g = m->g;
+	}
 	struct dfq_exec_opts o;
 	dfq_exec_opts_default(&o);
 	o.nthreads = threads;
@@ -193,13 +221,13 @@ int main(int argc, char **argv)
 	if (!ex)
 		die("executor", &err);
 
-	run_batch(ex, x, NULL, 0, batch < n ? batch : n); /* warm-up */
+	run_batch(ex, m, x, NULL, 0, batch < n ? batch : n); /* warm-up */
 	if (profile)
 		dfq_exec_set_profile(ex, true);
 	int64_t correct = 0;
 	double t0 = now();
 	for (int64_t s = 0; s < n; s += batch)
-		correct += run_batch(ex, x, labels, s, batch < n - s ? batch : n - s);
+		correct += run_batch(ex, m, x, labels, s, batch < n - s ? batch : n - s);
 	double secs = now() - t0;
 	printf("{\"engine\": \"dfq\", \"batch\": %lld, \"n\": %lld, \"threads\": %d, "
 	       "\"seconds\": %.6f, \"images_per_s\": %.3f, \"correct\": %lld, "
@@ -211,6 +239,9 @@ int main(int argc, char **argv)
 	dfq_exec_free(ex);
 	dfq_tensor_free(x);
 	dfq_tensor_free(labels);
-	dfq_graph_free(g);
+	if (m)
+		dfq_model_free(m);
+	else
+		dfq_graph_free(g);
 	return 0;
 }

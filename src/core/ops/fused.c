@@ -121,9 +121,40 @@ static inline float clipf(float v, float lo, float hi)
 	return v;
 }
 
+/* Round half to even by adding and subtracting 1.5 * 2^23 (exact for |v| <= 2^22; the
+ * callers clamp to the code range first), the vectorisable rounding of quant.c. */
+#define QMAGIC 12582912.0f
+
+/* v = fake-quantized v on grid q (a struct fused_fq), as dfq_fake_quant does it. */
+#define VFQ(v, q)                                                                                  \
+	do {                                                                                       \
+		v16f t_ = (v) * (q).inv;                                                           \
+		v16f lo_ = {0}, hi_ = {0};                                                         \
+		lo_ += (q).lo;                                                                     \
+		hi_ += (q).hi;                                                                     \
+		VCLIP(t_, lo_, hi_);                                                               \
+		t_ = (t_ + QMAGIC) - QMAGIC;                                                       \
+		(v) = t_ * (q).scale;                                                              \
+	} while (0)
+
+static inline float fqf(float v, const struct fused_fq *q)
+{
+	float t = clipf(v * q->inv, q->lo, q->hi);
+	t = (t + QMAGIC) - QMAGIC;
+	return t * q->scale;
+}
+
+struct fused_fq fused_fq_of(float scale, int32_t zero_point, int32_t qmin, int32_t qmax)
+{
+	return (struct fused_fq){.inv = 1.0f / scale,
+	                         .lo = (float)(qmin - zero_point),
+	                         .hi = (float)(qmax - zero_point),
+	                         .scale = scale};
+}
+
 /* --- epilogue ---------------------------------------------------------------------------- */
 
-/* y[0..len) = act2(act1(y * sc + b) + r) per struct fused_epi; r may be NULL. */
+/* y[0..len) = fq2(act2(fq1(act1(y * sc + b)) + r)) per struct fused_epi; r may be NULL. */
 INLINE void epi_body(float *restrict y, const float *restrict r, int64_t len, float sc, float b,
                      const struct fused_epi *e)
 {
@@ -141,6 +172,8 @@ INLINE void epi_body(float *restrict y, const float *restrict r, int64_t len, fl
 		v = v * sv + bv;
 		if (e->act1)
 			VCLIP(v, lo1, hi1);
+		if (e->fq1)
+			VFQ(v, e->q1);
 		if (r) {
 			v16f rv;
 			memcpy(&rv, r + i, sizeof rv);
@@ -148,16 +181,22 @@ INLINE void epi_body(float *restrict y, const float *restrict r, int64_t len, fl
 		}
 		if (e->act2)
 			VCLIP(v, lo2, hi2);
+		if (e->fq2)
+			VFQ(v, e->q2);
 		memcpy(y + i, &v, sizeof v);
 	}
 	for (; i < len; i++) {
 		float v = y[i] * sc + b;
 		if (e->act1)
 			v = clipf(v, e->lo1, e->hi1);
+		if (e->fq1)
+			v = fqf(v, &e->q1);
 		if (r)
 			v += r[i];
 		if (e->act2)
 			v = clipf(v, e->lo2, e->hi2);
+		if (e->fq2)
+			v = fqf(v, &e->q2);
 		y[i] = v;
 	}
 }
@@ -745,6 +784,8 @@ INLINE void tile_body(const int nv, const float *w, const float *restrict b, int
 			v16f x = acc[i][v] * si + bi;
 			if (e->act1)
 				VCLIP(x, lo1, hi1);
+			if (e->fq1)
+				VFQ(x, e->q1);
 			float *cp = c + i * ldc + v * VL;
 			const float *rp = res ? res + i * ldc + v * VL : NULL;
 			size_t len = (v == nv - 1 ? (size_t)lanes : VL) * sizeof(float);
@@ -756,6 +797,8 @@ INLINE void tile_body(const int nv, const float *w, const float *restrict b, int
 				}
 				if (e->act2)
 					VCLIP(x, lo2, hi2);
+				if (e->fq2)
+					VFQ(x, e->q2);
 				memcpy(cp, &x, sizeof x);
 			} else {
 				if (rp) {
@@ -765,6 +808,8 @@ INLINE void tile_body(const int nv, const float *w, const float *restrict b, int
 				}
 				if (e->act2)
 					VCLIP(x, lo2, hi2);
+				if (e->fq2)
+					VFQ(x, e->q2);
 				memcpy(cp, &x, len);
 			}
 		}
@@ -880,7 +925,7 @@ struct dwm_job {
 	int64_t chunk, nchunks; /* flat outputs per item, items per channel */
 };
 
-/* The epilogue after act1 for one vector of outputs at y + q (len lanes exist). */
+/* The epilogue after act1 and q1 for one vector of outputs at y + q (len lanes exist). */
 #define DWM_STORE(acc, q, len)                                                                     \
 	do {                                                                                       \
 		if ((len) == VL) {                                                                 \
@@ -891,6 +936,8 @@ struct dwm_job {
 			}                                                                          \
 			if (e->act2)                                                               \
 				VCLIP(acc, lo2, hi2);                                              \
+			if (e->fq2)                                                                \
+				VFQ(acc, e->q2);                                                   \
 			memcpy(y + (q), &(acc), sizeof(acc));                                      \
 		} else {                                                                           \
 			if (res) {                                                                 \
@@ -900,6 +947,8 @@ struct dwm_job {
 			}                                                                          \
 			if (e->act2)                                                               \
 				VCLIP(acc, lo2, hi2);                                              \
+			if (e->fq2)                                                                \
+				VFQ(acc, e->q2);                                                   \
 			memcpy(y + (q), &(acc), (size_t)(len) * sizeof(float));                    \
 		}                                                                                  \
 	} while (0)
@@ -964,6 +1013,8 @@ INLINE void dwm_body(const struct dwm_job *jb, int64_t m, int64_t q0, int64_t q1
 			v16f acc = a[v] * scale + bias;
 			if (e->act1)
 				VCLIP(acc, lo1, hi1);
+			if (e->fq1)
+				VFQ(acc, e->q1);
 			int64_t len = left - v * VL < VL ? left - v * VL : VL;
 			DWM_STORE(acc, q + v * VL, len);
 		}
@@ -1025,6 +1076,8 @@ TARGET_AVX512 static void dwm_avx512(const struct dwm_job *jb, int64_t m, int64_
 			v16f acc = (v16f)a[v] * scale + bias;
 			if (e->act1)
 				VCLIP(acc, lo1, hi1);
+			if (e->fq1)
+				VFQ(acc, e->q1);
 			int64_t len = left - v * VL < VL ? left - v * VL : VL;
 			DWM_STORE(acc, q + v * VL, len);
 		}
@@ -1144,6 +1197,8 @@ INLINE void dw_stencil_body(const struct dw_plan *dp, const float *ph, const flo
 		acc = acc * scale + bias;
 		if (e->act1)
 			VCLIP(acc, lo, hi);
+		if (e->fq1)
+			VFQ(acc, e->q1);
 		memcpy(out + q, &acc, sizeof acc);
 	}
 }
@@ -1194,9 +1249,13 @@ static void dw_task(void *arg, int64_t begin, int64_t end, int tid)
 		float *y = cv->y + it * ohw;
 		for (int64_t oh = 0; oh < cv->oh; oh++)
 			memcpy(y + oh * cv->ow, flat + oh * dp->wq, (size_t)cv->ow * sizeof *y);
-		if (e->res || e->act2) {
-			/* the rest of the epilogue: scale, bias and act1 were applied above */
-			struct fused_epi rest = {.act2 = e->act2, .lo2 = e->lo2, .hi2 = e->hi2};
+		if (e->res || e->act2 || e->fq2) {
+			/* the rest of the epilogue: scale, bias, act1 and q1 were applied above */
+			struct fused_epi rest = {.act2 = e->act2,
+			                         .lo2 = e->lo2,
+			                         .hi2 = e->hi2,
+			                         .fq2 = e->fq2,
+			                         .q2 = e->q2};
 			epi_row(dp->isa, y, e->res ? e->res + it * ohw : NULL, ohw, 1.0f, 0.0f,
 			        &rest);
 		}

@@ -14,19 +14,37 @@
 #include "dfq/dfq_error.h"
 #include "dfq/dfq_parallel.h"
 
+/* Fake quantization of an activation on one grid (see dfq_fake_quant):
+ * v = round_half_even(clip(v * inv, lo, hi)) * scale, with lo/hi = qmin/qmax
+ * minus the zero point and inv = 1 / scale.  The definition (quant.c) divides
+ * by scale; multiplying by the reciprocal, as PyTorch's fake_quantize does,
+ * can differ from it only when v / scale lies within an ulp of a half-integer
+ * (off by one code, about once in 10^5 values), the same order as the
+ * rounding differences of the fused sums themselves, while a division per
+ * value would double the cost of a quantized MobileNetV2 (measured). */
+struct fused_fq {
+	float inv, lo, hi, scale;
+};
+
 /* What follows a convolution's sum, per output element of channel m:
- *   v = acc * scale[m] + bias[m];  v = clip(v, lo1, hi1) if act1;  v += res;
- *   v = clip(v, lo2, hi2) if act2
+ *   v = acc * scale[m] + bias[m];  v = clip(v, lo1, hi1) if act1;  v = fq(v, q1) if fq1;
+ *   v += res;  v = clip(v, lo2, hi2) if act2;  v = fq(v, q2) if fq2
  * where clip is Clip's "if (v < lo) v = lo; if (v > hi) v = hi" (NaN passes; Relu is
  * clip(0, +inf)).  res has the output's layout and shape.  A BatchNormalization
- * after the convolution is its scale and bias. */
+ * after the convolution is its scale and bias.  q1 quantizes the convolution's
+ * (activated) output before a residual is added, q2 the sum. */
 struct fused_epi {
 	const float *scale; /* per output channel, or NULL for 1 */
 	const float *bias;  /* per output channel, or NULL for 0 */
 	bool act1, act2;
 	float lo1, hi1, lo2, hi2;
+	bool fq1, fq2;
+	struct fused_fq q1, q2;
 	const float *res; /* or NULL */
 };
+
+/* The struct fused_fq of a grid (scale > 0, qmin <= zero_point <= qmax). */
+struct fused_fq fused_fq_of(float scale, int32_t zero_point, int32_t qmin, int32_t qmax);
 
 /* Floats before and after every activation buffer of the plan that kernels may
  * read (and must ignore): shifted vector loads near the edges of a tensor go
