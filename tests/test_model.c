@@ -530,6 +530,14 @@ static void test_targets(void **state)
 	assert_non_null(strstr(err.msg, "did you mean"));
 	for (int i = 0; i < 8; i++)
 		assert_false(sel[i]);
+	/* Nothing close: no guess, a pointer to the list instead. */
+	const char *far[] = {"xyz"};
+	assert_int_equal(dfq_model_parse_targets(m, 1, far, sel, &err), DFQ_ERR_ARG);
+	assert_null(strstr(err.msg, "did you mean"));
+	assert_non_null(strstr(err.msg, "unknown layer 'xyz' (type 'layers' to list them)"));
+	const char *cased[] = {"FC"};
+	assert_int_equal(dfq_model_parse_targets(m, 1, cased, sel, &err), DFQ_ERR_ARG);
+	assert_non_null(strstr(err.msg, "did you mean 'fc'?"));
 	const char *r[] = {"9"};
 	assert_int_equal(dfq_model_parse_targets(m, 1, r, sel, &err), DFQ_ERR_ARG);
 	assert_non_null(strstr(err.msg, "out of range"));
@@ -878,6 +886,10 @@ static void test_quantize(void **state)
 	int pin = f.m->priv->point_of_value[f.m->g->inputs[0]];
 	assert_false(f.m->points[pin].enabled);
 	assert_true(f.m->points[1].enabled);
+	STEP_OK(dfq_model_set_input_range(f.m, 0, -4.0f, 4.0f, &e_));
+	assert_true(f.m->points[pin].enabled);
+	STEP_OK(dfq_model_clear_input_range(f.m, 0, &e_));
+	assert_false(f.m->points[pin].enabled);
 	STEP_OK(dfq_model_set_input_range(f.m, 0, -4.0f, 4.0f, &e_));
 	assert_true(f.m->points[pin].enabled);
 	for (int li = 0; li < f.m->nlayers; li++) {

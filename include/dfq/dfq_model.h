@@ -261,7 +261,8 @@ int dfq_model_find_layer(const struct dfq_model *m, const char *name);
 /* Parse target specs into sel (m->nlayers entries, caller's array, cleared
  * first).  Each spec: "all", a layer index "3", a range "3-7", a name (node
  * name or alias), or a comma-separated list of these ("1,4,conv9").
- * DFQ_ERR_ARG naming the unknown layer and suggesting the closest name. */
+ * DFQ_ERR_ARG naming the unknown layer and suggesting a close name when
+ * there is one. */
 dfq_status dfq_model_parse_targets(const struct dfq_model *m, int nspecs, const char *const *specs,
                                    bool *sel, struct dfq_error *err);
 
@@ -376,6 +377,8 @@ dfq_status dfq_model_set_n_sigma(struct dfq_model *m, double n, struct dfq_error
 /* The range of model input i (e.g. from the data normalisation). */
 dfq_status dfq_model_set_input_range(struct dfq_model *m, int input, float lo, float hi,
                                      struct dfq_error *err);
+/* Forget it again (e.g. other data whose range is not known). */
+dfq_status dfq_model_clear_input_range(struct dfq_model *m, int input, struct dfq_error *err);
 
 /* Recompute the data-free ranges (done automatically after every step; this
  * only fills a report).  Rows per point: layer = point index, before/after =

@@ -58,7 +58,8 @@ struct session {
 void session_init(struct session *s);
 void session_free(struct session *s);
 /* Replace the model: takes ownership of g (freed on failure), wraps it in a
- * DFQ model with the session's settings, copies path, drops the executor.
+ * DFQ model with the session's settings and its input range from the data
+ * (see session_set_data), copies path, drops the executor.
  * The accuracy marks go unless path is the current model's (reset). */
 dfq_status session_set_model(struct session *s, struct dfq_graph *g, const char *path,
 			     struct dfq_error *err);
@@ -74,8 +75,10 @@ bool session_model_pristine(const struct session *s);
 /* The executor for the current model and settings (borrowed from s), built on
  * first use.  NULL with err filled when there is no model or it cannot be built. */
 struct dfq_exec *session_exec(struct session *s, struct dfq_error *err);
-/* Replace the data set (takes ownership of d; NULL drops it). */
-void session_set_data(struct session *s, struct dfq_data *d);
+/* Replace the data set (takes ownership of d; NULL drops it).  The model's
+ * input gets the range of d's samples when d knows it (8-bit pixels), else
+ * none; on failure the session is unchanged and d is still the caller's. */
+dfq_status session_set_data(struct session *s, struct dfq_data *d, struct dfq_error *err);
 
 /* Ctrl-C during a long command: between cli_interrupt_catch(true) and
  * (false) SIGINT only sets a flag, which the command polls with

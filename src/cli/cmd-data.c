@@ -225,11 +225,10 @@ static enum cmd_retval open_data(struct cmd_ctx *ctx, const char *spec,
 	dfq_error_clear(&err);
 	if (dfq_data_open(spec, o, &d, &err) != DFQ_OK)
 		return cmd_fail(ctx, "%s", err.msg);
-	if (fit_model(s, d, &err) != DFQ_OK) {
+	if (fit_model(s, d, &err) != DFQ_OK || session_set_data(s, d, &err) != DFQ_OK) {
 		dfq_data_free(d);
 		return cmd_fail(ctx, "%s", err.msg);
 	}
-	session_set_data(s, d);
 	print_summary(ctx, dfq_data_get_info(d));
 	return CMD_RETURN_NORMAL;
 }
@@ -256,11 +255,11 @@ static enum cmd_retval cmd_data_exec(struct cmd_ctx *ctx, struct args *a)
 }
 
 static const struct args_flag data_flags[] = {
-	{"n", true},
-	{"calib", true},
-	{"mean", true},
-	{"std", true},
-	{NULL, false},
+	{"n", true, NULL},
+	{"calib", true, NULL},
+	{"mean", true, NULL},
+	{"std", true, NULL},
+	{NULL, false, NULL},
 };
 
 const struct cmd_entry cmd_data_entry = {

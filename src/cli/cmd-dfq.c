@@ -97,7 +97,7 @@ const struct cmd_entry cmd_relu6_entry = {
 	.name = "relu6-to-relu",
 	.alias = NULL,
 	.usage = "relu6-to-relu [LAYER...|all]",
-	.args = {NULL, 0, -1},
+	.args = {NULL, 0, -1, ARGS_TARGET, NULL},
 	.summary = "replace ReLU6 (Clip 0..6) by ReLU, as DFQ's equalization needs",
 	.exec = cmd_relu6_exec,
 };
@@ -160,7 +160,7 @@ const struct cmd_entry cmd_clip_entry = {
 	.name = "clip",
 	.alias = NULL,
 	.usage = "clip LAYER...|all LO HI",
-	.args = {NULL, 3, -1},
+	.args = {NULL, 3, -1, ARGS_TARGET, NULL},
 	.summary = "clip weights to [LO, HI] (the paper's clip_weight, e.g. clip all -15 15)",
 	.exec = cmd_clip_exec,
 };
@@ -221,15 +221,15 @@ static enum cmd_retval cmd_equalize_exec(struct cmd_ctx *ctx, struct args *a)
 }
 
 static const struct args_flag equalize_flags[] = {
-	{"rounds", true},
-	{NULL, false},
+	{"rounds", true, NULL},
+	{NULL, false, NULL},
 };
 
 const struct cmd_entry cmd_equalize_entry = {
 	.name = "equalize",
 	.alias = NULL,
 	.usage = "equalize [LAYER...|all] [--rounds N]",
-	.args = {equalize_flags, 0, -1},
+	.args = {equalize_flags, 0, -1, ARGS_TARGET, NULL},
 	.summary = "cross-layer equalization of consecutive layer pairs (paper sec. 4.1)",
 	.exec = cmd_equalize_exec,
 };
@@ -284,15 +284,15 @@ static enum cmd_retval cmd_absorb_exec(struct cmd_ctx *ctx, struct args *a)
 }
 
 static const struct args_flag absorb_flags[] = {
-	{"n-std", true},
-	{NULL, false},
+	{"n-std", true, NULL},
+	{NULL, false, NULL},
 };
 
 const struct cmd_entry cmd_absorb_entry = {
 	.name = "absorb",
 	.alias = NULL,
 	.usage = "absorb [LAYER...|all] [--n-std N]",
-	.args = {absorb_flags, 0, -1},
+	.args = {absorb_flags, 0, -1, ARGS_TARGET, NULL},
 	.summary = "high-bias absorption into the next layer (c = max(0, beta - 3 gamma))",
 	.exec = cmd_absorb_exec,
 };

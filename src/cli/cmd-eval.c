@@ -158,9 +158,9 @@ static enum cmd_retval cmd_eval_exec(struct cmd_ctx *ctx, struct args *a)
 }
 
 static const struct args_flag eval_flags[] = {
-	{"n", true},
-	{"batch", true},
-	{NULL, false},
+	{"n", true, NULL},
+	{"batch", true, NULL},
+	{NULL, false, NULL},
 };
 
 const struct cmd_entry cmd_eval_entry = {

@@ -9,8 +9,14 @@ static void add_json_entry(cJSON *arr, const struct cmd_entry *e)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "name", e->name);
-	if (e->alias)
-		cJSON_AddStringToObject(o, "alias", e->alias);
+	if (e->alias) {
+		cJSON *al = cJSON_AddArrayToObject(o, "aliases");
+		for (const char *const *a = e->alias; al && *a; a++) {
+			cJSON *x = cJSON_CreateString(*a);
+			if (!cJSON_AddItemToArray(al, x))
+				cJSON_Delete(x);
+		}
+	}
 	cJSON_AddStringToObject(o, "usage", e->usage);
 	cJSON_AddStringToObject(o, "summary", e->summary);
 	if (!cJSON_AddItemToArray(arr, o))
@@ -21,17 +27,20 @@ static void print_one(struct cmd_ctx *ctx, const struct cmd_entry *e)
 {
 	cmd_print(ctx, "usage: %s", e->usage);
 	cmd_print(ctx, "  %s", e->summary);
-	if (e->alias)
-		cmd_print(ctx, "  alias: %s", e->alias);
+	if (e->alias) {
+		char list[64];
+		cmd_print(ctx, "  alias%s: %s", e->alias[1] ? "es" : "",
+			  cmd_alias_list(e, list, sizeof list));
+	}
 }
 
 static enum cmd_retval help_all(struct cmd_ctx *ctx, cJSON *arr)
 {
 	for (int i = 0; cmd_table[i]; i++) {
 		const struct cmd_entry *e = cmd_table[i];
-		char names[64];
+		char names[80], list[64];
 		snprintf(names, sizeof names, "%s%s%s", e->name, e->alias ? ", " : "",
-			 e->alias ? e->alias : "");
+			 cmd_alias_list(e, list, sizeof list));
 		cmd_print(ctx, "  %-13s %s", names, e->summary);
 		add_json_entry(arr, e);
 	}
@@ -50,7 +59,7 @@ static enum cmd_retval cmd_help_exec(struct cmd_ctx *ctx, struct args *a)
 	const char *word = a->pos[0];
 	for (int i = 0; cmd_table[i]; i++) {
 		const struct cmd_entry *e = cmd_table[i];
-		if (strcmp(e->name, word) == 0 || (e->alias && strcmp(e->alias, word) == 0)) {
+		if (strcmp(e->name, word) == 0 || cmd_is_alias(e, word)) {
 			print_one(ctx, e);
 			add_json_entry(arr, e);
 			return CMD_RETURN_NORMAL;
@@ -59,8 +68,7 @@ static enum cmd_retval cmd_help_exec(struct cmd_ctx *ctx, struct args *a)
 	int n = 0;
 	for (int i = 0; cmd_table[i]; i++) {
 		const struct cmd_entry *e = cmd_table[i];
-		if (strncmp(e->name, word, strlen(word)) != 0 &&
-		    !(e->alias && strncmp(e->alias, word, strlen(word)) == 0))
+		if (!cmd_starts_with(e, word))
 			continue;
 		print_one(ctx, e);
 		add_json_entry(arr, e);
@@ -75,7 +83,7 @@ const struct cmd_entry cmd_help_entry = {
 	.name = "help",
 	.alias = NULL,
 	.usage = "help [COMMAND]",
-	.args = {NULL, 0, 1},
+	.args = {NULL, 0, 1, ARGS_COMMAND, NULL},
 	.summary = "list the commands, or show how to use one",
 	.exec = cmd_help_exec,
 };

@@ -274,13 +274,15 @@ static enum cmd_retval cmd_infer_exec(struct cmd_ctx *ctx, struct args *a)
 }
 
 static const struct args_flag infer_flags[] = {
-	{"out", true},
-	{NULL, false},
+	{"out", true, NULL},
+	{NULL, false, NULL},
 };
+
+static const char *const infer_aliases[] = {"run", NULL};
 
 const struct cmd_entry cmd_infer_entry = {
 	.name = "infer",
-	.alias = "run",
+	.alias = infer_aliases,
 	.usage = "infer INPUT.npy|INPUT.pb... [--out OUT.npy]",
 	.args = {infer_flags, 1, -1},
 	.summary = "run the model on input files; write each output as .npy",

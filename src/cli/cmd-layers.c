@@ -403,7 +403,7 @@ const struct cmd_entry cmd_info_entry = {
 	.name = "info",
 	.alias = NULL,
 	.usage = "info LAYER",
-	.args = {NULL, 1, 1},
+	.args = {NULL, 1, 1, ARGS_TARGET, NULL},
 	.summary = "one layer in detail: structure, weight ranges, activation ranges, quantization",
 	.exec = cmd_info_exec,
 };

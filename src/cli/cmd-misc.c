@@ -11,9 +11,12 @@ static enum cmd_retval cmd_quit_exec(struct cmd_ctx *ctx, struct args *a)
 	return CMD_RETURN_QUIT;
 }
 
+/* "q" as in gdb and sqlite3: an exact alias beats the prefix of quantize. */
+static const char *const quit_aliases[] = {"exit", "q", NULL};
+
 const struct cmd_entry cmd_quit_entry = {
 	.name = "quit",
-	.alias = "exit",
+	.alias = quit_aliases,
 	.usage = "quit",
 	.args = {NULL, 0, 0},
 	.summary = "leave dfq (Ctrl-D works too)",
@@ -54,7 +57,7 @@ const struct cmd_entry cmd_set_entry = {
 	.name = "set",
 	.alias = NULL,
 	.usage = "set KEY VALUE",
-	.args = {NULL, 2, 2},
+	.args = {NULL, 2, 2, ARGS_SETTING, NULL},
 	.summary = "change a setting (see 'show settings')",
 	.exec = cmd_set_exec,
 };
@@ -80,11 +83,13 @@ static enum cmd_retval cmd_show_exec(struct cmd_ctx *ctx, struct args *a)
 	return cmd_fail(ctx, "show: unknown item '%s' (try: show settings)", what);
 }
 
+static const char *const show_words[] = {"settings", NULL};
+
 const struct cmd_entry cmd_show_entry = {
 	.name = "show",
 	.alias = NULL,
 	.usage = "show settings",
-	.args = {NULL, 1, 1},
+	.args = {NULL, 1, 1, ARGS_CHOICE, show_words},
 	.summary = "show the current settings",
 	.exec = cmd_show_exec,
 };

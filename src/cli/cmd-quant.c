@@ -120,14 +120,14 @@ static enum cmd_retval cmd_quantize_exec(struct cmd_ctx *ctx, struct args *a)
 
 /* clang-format off */
 static const struct args_flag quantize_flags[] = {
-	{"wbits", true},
-	{"abits", true},
-	{"bbits", true},
-	{"per-channel", false},
-	{"per-tensor", false},
-	{"sym", false},
-	{"asym", false},
-	{NULL, false},
+	{"wbits", true, NULL},
+	{"abits", true, NULL},
+	{"bbits", true, NULL},
+	{"per-channel", false, NULL},
+	{"per-tensor", false, NULL},
+	{"sym", false, NULL},
+	{"asym", false, NULL},
+	{NULL, false, NULL},
 };
 /* clang-format on */
 
@@ -136,7 +136,7 @@ const struct cmd_entry cmd_quantize_entry = {
 	.alias = NULL,
 	.usage = "quantize LAYER...|all [--wbits N] [--abits N] [--bbits N] "
 		 "[--per-channel|--per-tensor] [--sym|--asym]",
-	.args = {quantize_flags, 1, -1},
+	.args = {quantize_flags, 1, -1, ARGS_TARGET, NULL},
 	.summary = "fake-quantize the weights (and output activations) of layers",
 	.exec = cmd_quantize_exec,
 };
@@ -172,7 +172,7 @@ const struct cmd_entry cmd_dequantize_entry = {
 	.name = "dequantize",
 	.alias = NULL,
 	.usage = "dequantize [LAYER...|all]",
-	.args = {NULL, 0, -1},
+	.args = {NULL, 0, -1, ARGS_TARGET, NULL},
 	.summary = "back to float weights and activations for layers (default: all)",
 	.exec = cmd_dequantize_exec,
 };
@@ -317,6 +317,8 @@ static void point_json(cJSON *arr, const struct dfq_model *m, int i)
 	mc_json_range(o, "minmax", p->minmax.valid, p->minmax.lo, p->minmax.hi);
 	mc_json_range(o, "global", p->global.valid, p->global.lo, p->global.hi);
 	mc_json_range(o, "percentile", p->pct.valid, p->pct.lo, p->pct.hi);
+	if (p->kind == DFQ_APOINT_INPUT)
+		mc_json_range(o, "given", p->given.valid, p->given.lo, p->given.hi);
 	cJSON_AddStringToObject(o, "used", dfq_range_src_name(p->used));
 	cJSON_AddBoolToObject(o, "enabled", p->enabled);
 	if (!cJSON_AddItemToArray(arr, o))
@@ -345,8 +347,15 @@ static void print_points(struct cmd_ctx *ctx, const struct dfq_model *m, bool da
 				  dfq_apoint_kind_name(p->kind), w, w, b, r1, r2, r3);
 		} else {
 			range_text(&p->bn, r1, sizeof r1);
-			cmd_print(ctx, "  %-6s  %-*.*s  %-22s  %s", dfq_apoint_kind_name(p->kind),
-				  w, w, b, r1, dfq_range_src_name(p->used));
+			/* An input has no BN range; its given one (from the data
+			 * normalisation) is shown where it is used. */
+			r2[0] = '\0';
+			if (p->used == DFQ_RANGE_GIVEN) {
+				r2[0] = ' ';
+				range_text(&p->given, r2 + 1, sizeof r2 - 1);
+			}
+			cmd_print(ctx, "  %-6s  %-*.*s  %-22s  %s%s", dfq_apoint_kind_name(p->kind),
+				  w, w, b, r1, dfq_range_src_name(p->used), r2);
 		}
 		if (arr)
 			point_json(arr, m, i);
@@ -434,15 +443,17 @@ static enum cmd_retval cmd_measure_exec(struct cmd_ctx *ctx, struct args *a)
 }
 
 static const struct args_flag n_flags[] = {
-	{"n", true},
-	{NULL, false},
+	{"n", true, NULL},
+	{NULL, false, NULL},
 };
+
+static const char *const measure_words[] = {"bn", "data", NULL};
 
 const struct cmd_entry cmd_measure_entry = {
 	.name = "measure",
 	.alias = NULL,
 	.usage = "measure [bn|data] [--n N]",
-	.args = {n_flags, 0, 1},
+	.args = {n_flags, 0, 1, ARGS_CHOICE, measure_words},
 	.summary = "activation ranges (QuantMeasure): data-free from BatchNorm, or from data",
 	.exec = cmd_measure_exec,
 };
@@ -537,16 +548,16 @@ static enum cmd_retval cmd_biascorr_exec(struct cmd_ctx *ctx, struct args *a)
 }
 
 static const struct args_flag biascorr_flags[] = {
-	{"empirical", false},
-	{"n", true},
-	{NULL, false},
+	{"empirical", false, NULL},
+	{"n", true, NULL},
+	{NULL, false, NULL},
 };
 
 const struct cmd_entry cmd_biascorr_entry = {
 	.name = "biascorr",
 	.alias = NULL,
 	.usage = "biascorr LAYER...|all [--empirical [--n N]]",
-	.args = {biascorr_flags, 1, -1},
+	.args = {biascorr_flags, 1, -1, ARGS_TARGET, NULL},
 	.summary = "bias correction: analytic from BN statistics, or empirical from data",
 	.exec = cmd_biascorr_exec,
 };
@@ -650,17 +661,19 @@ static enum cmd_retval cmd_error_exec(struct cmd_ctx *ctx, struct args *a)
 	return rv;
 }
 
+static const char *const reduce_words[] = {"none", "sum", "mean", "channel", "spatial", NULL};
+
 static const struct args_flag error_flags[] = {
-	{"reduce", true},
-	{"out", true},
-	{NULL, false},
+	{"reduce", true, reduce_words},
+	{"out", true, NULL},
+	{NULL, false, NULL},
 };
 
 const struct cmd_entry cmd_error_entry = {
 	.name = "error",
 	.alias = NULL,
 	.usage = "error LAYER [--reduce none|sum|mean|channel|spatial] [--out FILE.npy]",
-	.args = {error_flags, 1, 1},
+	.args = {error_flags, 1, 1, ARGS_TARGET, NULL},
 	.summary = "weight quantization error of a layer: SQNR, max, mean, per channel",
 	.exec = cmd_error_exec,
 };

@@ -63,20 +63,58 @@ static bool is_prefix(const char *prefix, const char *s)
 	return s && strncmp(prefix, s, strlen(prefix)) == 0;
 }
 
+bool cmd_is_alias(const struct cmd_entry *e, const char *word)
+{
+	for (const char *const *a = e->alias; a && *a; a++)
+		if (strcmp(*a, word) == 0)
+			return true;
+	return false;
+}
+
+bool cmd_starts_with(const struct cmd_entry *e, const char *word)
+{
+	if (is_prefix(word, e->name))
+		return true;
+	for (const char *const *a = e->alias; a && *a; a++)
+		if (is_prefix(word, *a))
+			return true;
+	return false;
+}
+
+const char *cmd_alias_list(const struct cmd_entry *e, char *buf, size_t len)
+{
+	size_t used = 0;
+	buf[0] = '\0';
+	for (const char *const *a = e->alias; a && *a && used < len; a++)
+		used += (size_t)snprintf(buf + used, len - used, "%s%s", a == e->alias ? "" : ", ",
+					 *a);
+	return buf;
+}
+
+/* d edits between word and cand make a likely typo: few, and not the whole
+ * of either word (else "z" would suggest the alias "q"). */
+static bool close_enough(const char *word, const char *cand, int d, int limit)
+{
+	return d < limit && d < (int)strlen(word) && d < (int)strlen(cand);
+}
+
 /* Closest name or alias to word, if close enough to be a likely typo. */
 static const char *closest_name(const char *word)
 {
 	const char *best = NULL;
 	int bestd = strlen(word) <= 3 ? 2 : 3;
 	for (int i = 0; cmd_table[i]; i++) {
-		const char *cand[2] = {cmd_table[i]->name, cmd_table[i]->alias};
-		for (int k = 0; k < 2; k++) {
-			if (!cand[k])
-				continue;
-			int d = cmd_edit_distance(word, cand[k]);
-			if (d < bestd) {
+		const struct cmd_entry *e = cmd_table[i];
+		int d = cmd_edit_distance(word, e->name);
+		if (close_enough(word, e->name, d, bestd)) {
+			bestd = d;
+			best = e->name;
+		}
+		for (const char *const *a = e->alias; a && *a; a++) {
+			d = cmd_edit_distance(word, *a);
+			if (close_enough(word, *a, d, bestd)) {
 				bestd = d;
-				best = cand[k];
+				best = *a;
 			}
 		}
 	}
@@ -87,7 +125,7 @@ const struct cmd_entry *cmd_find(const char *word, char *why, size_t len)
 {
 	for (int i = 0; cmd_table[i]; i++) {
 		const struct cmd_entry *e = cmd_table[i];
-		if (strcmp(e->name, word) == 0 || (e->alias && strcmp(e->alias, word) == 0))
+		if (strcmp(e->name, word) == 0 || cmd_is_alias(e, word))
 			return e;
 	}
 	const struct cmd_entry *found = NULL;
@@ -96,7 +134,7 @@ const struct cmd_entry *cmd_find(const char *word, char *why, size_t len)
 	size_t used = 0;
 	for (int i = 0; cmd_table[i]; i++) {
 		const struct cmd_entry *e = cmd_table[i];
-		if (!is_prefix(word, e->name) && !is_prefix(word, e->alias))
+		if (!cmd_starts_with(e, word))
 			continue;
 		found = e;
 		nfound++;

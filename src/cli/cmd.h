@@ -17,17 +17,31 @@ enum cmd_retval {
 	CMD_RETURN_QUIT,  /* leave the program */
 };
 
+/* What an argument names, so that completion offers the right words. */
+enum args_kind {
+	ARGS_FILE = 0, /* a file, or free text: file names are offered */
+	ARGS_TARGET,   /* layers (LAYER...|all): the model's layer names and all */
+	ARGS_CHOICE,   /* one of the spec's choices */
+	ARGS_COMMAND,  /* a command name or alias */
+	ARGS_SETTING,  /* KEY VALUE: a setting, then a value for it */
+};
+
 /* One long flag ("--out"), named without the dashes. */
 struct args_flag {
 	const char *name;
 	bool takes_value;
+	const char *const *choices; /* the values completion offers (NULL-terminated), or NULL */
 };
 
 /* The argument template: flags (NULL-name terminated, or NULL for none) and
- * the number of positionals; max_pos -1 means no limit. */
+ * the number of positionals; max_pos -1 means no limit.  kind and choices
+ * say what the positionals are (only completion reads them: each command
+ * checks its own values). */
 struct args_spec {
 	const struct args_flag *flags;
 	int min_pos, max_pos;
+	enum args_kind kind;
+	const char *const *choices; /* ARGS_CHOICE: the words, NULL-terminated */
 };
 
 struct args_value {
@@ -47,7 +61,9 @@ struct cmd_ctx;
 
 struct cmd_entry {
 	const char *name;
-	const char *alias;   /* NULL if none */
+	/* Other names, NULL-terminated (NULL if none).  An exact alias wins over
+	 * a prefix: "q" is quit although quantize starts with it too. */
+	const char *const *alias;
 	const char *usage;   /* full usage line, starting with the name */
 	struct args_spec args;
 	const char *summary; /* one line for `help` */
@@ -96,6 +112,11 @@ extern const struct cmd_entry cmd_source_entry;
  * returns NULL and writes one sentence (ambiguous / unknown with the closest
  * suggestion) into why. */
 const struct cmd_entry *cmd_find(const char *word, char *why, size_t len);
+/* True when word is one of e's aliases / a prefix of its name or an alias. */
+bool cmd_is_alias(const struct cmd_entry *e, const char *word);
+bool cmd_starts_with(const struct cmd_entry *e, const char *word);
+/* "exit, q": e's aliases into buf ("" when none); returns buf. */
+const char *cmd_alias_list(const struct cmd_entry *e, char *buf, size_t len);
 /* Levenshtein distance, for "did you mean". */
 int cmd_edit_distance(const char *a, const char *b);
 

@@ -309,6 +309,7 @@ static void quant_summary(const struct dfq_model *m, char *buf, size_t len)
  * from data; *data_src the data source in use (when ndata > 0). */
 struct range_counts {
 	int nbits, nen, nbn, ndata, nmeasured;
+	int ngiven; /* inputs quantized on their given range (the data normalisation's) */
 	dfq_range_src data_src;
 };
 
@@ -321,6 +322,7 @@ static void count_ranges(const struct dfq_model *m, struct range_counts *c)
 		c->nbits += p->bits > 0;
 		c->nen += p->enabled;
 		c->nbn += p->enabled && p->used == DFQ_RANGE_BN;
+		c->ngiven += p->enabled && p->used == DFQ_RANGE_GIVEN;
 		c->nmeasured += p->nsamples > 0;
 		if (p->enabled && p->used != DFQ_RANGE_BN && p->used != DFQ_RANGE_GIVEN) {
 			c->ndata++;
@@ -356,16 +358,17 @@ static bool eval_ranges(struct cmd_ctx *ctx, struct dfq_model *m)
 			  m->npoints, (long long)n);
 		count_ranges(m, &c);
 	}
+	const char *input = c.ngiven ? ", the input from the data normalisation" : "";
 	if (c.ndata == 0)
 		cmd_print(ctx,
 			  "ranges data-free, from BatchNorm statistics (n-std %g): %d of %d "
-			  "quantized activation tensors",
-			  m->n_sigma, c.nbn, c.nbits);
+			  "quantized activation tensors%s",
+			  m->n_sigma, c.nbn, c.nbits, input);
 	else
 		cmd_print(ctx,
 			  "ranges %d of %d quantized activation tensors from BatchNorm, %d "
-			  "from data (%s)",
-			  c.nbn, c.nbits, c.ndata, dfq_range_src_name(c.data_src));
+			  "from data (%s)%s",
+			  c.nbn, c.nbits, c.ndata, dfq_range_src_name(c.data_src), input);
 	if (c.nen < c.nbits)
 		cmd_print(ctx,
 			  "       %d activation tensor%s without a range stay%s float ('measure "
@@ -389,6 +392,7 @@ static void ranges_json(cJSON *obj, const struct dfq_model *m)
 	cJSON_AddNumberToObject(o, "quantized", c.nbits);
 	cJSON_AddNumberToObject(o, "bn", c.nbn);
 	cJSON_AddNumberToObject(o, "data", c.ndata);
+	cJSON_AddNumberToObject(o, "given", c.ngiven);
 	cJSON_AddNumberToObject(o, "float", c.nbits - c.nen);
 	cJSON_AddBoolToObject(o, "stale", m->data_stale && c.ndata > 0);
 }

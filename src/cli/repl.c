@@ -44,6 +44,9 @@ static void history_start(const char *path)
 
 /* --- completion: the same tables as the commands ------------------------ */
 
+/* The session whose model's layer names complete (set by repl_run). */
+static const struct session *complete_session;
+
 /* The candidate list the generator walks (NULL-terminated). */
 static const char *const *complete_words;
 
@@ -63,24 +66,85 @@ static char *word_generator(const char *text, int state)
 	return NULL;
 }
 
-static const char *command_words[32];
+/* The flags the flag generator walks (NULL-name terminated). */
+static const struct args_flag *complete_flags;
+
+/* "--name" for each flag whose name starts with what follows the dashes. */
+static char *flag_generator(const char *text, int state)
+{
+	static int i;
+	static size_t len;
+	if (!state) {
+		i = 0;
+		len = strlen(text) - 2; /* text starts with "--" */
+	}
+	while (complete_flags && complete_flags[i].name) {
+		const char *name = complete_flags[i++].name;
+		if (strncmp(name, text + 2, len) != 0)
+			continue;
+		size_t n = strlen(name) + 3;
+		char *w = malloc(n);
+		if (w)
+			snprintf(w, n, "--%s", name);
+		return w;
+	}
+	return NULL;
+}
+
+static const char *command_words[48];
 static const char *setting_words[16];
 static const char *const bool_words[] = {"on", "off", NULL};
-static const char *const show_words[] = {"settings", NULL};
+static const char *const no_words[] = {NULL};
+
+/* Layer targets of the loaded model, rebuilt for each completion (owned;
+ * the strings are the model's). */
+static const char **layer_words;
+static int layer_cap;
 
 static void build_word_lists(void)
 {
 	int n = 0;
-	for (int i = 0; cmd_table[i] && n < 30; i++) {
+	const int max = (int)(sizeof command_words / sizeof command_words[0]) - 1;
+	for (int i = 0; cmd_table[i] && n < max; i++) {
 		command_words[n++] = cmd_table[i]->name;
-		if (cmd_table[i]->alias)
-			command_words[n++] = cmd_table[i]->alias;
+		for (const char *const *a = cmd_table[i]->alias; a && *a && n < max; a++)
+			command_words[n++] = *a;
 	}
 	command_words[n] = NULL;
 	n = 0;
 	for (int i = 0; session_settings[i].name && n < 15; i++)
 		setting_words[n++] = session_settings[i].name;
 	setting_words[n] = NULL;
+}
+
+/* A layer target: "all" and every layer's short name (alias), or, when none
+ * of those starts with text, the layers' node names (long, and mostly
+ * noise in a list of candidates). */
+static const char *const *target_words(const char *text)
+{
+	const struct dfq_model *m = complete_session ? complete_session->model : NULL;
+	int n = m ? m->nlayers : 0;
+	if (n + 2 > layer_cap) {
+		const char **w = realloc(layer_words, sizeof *w * (size_t)(n + 2));
+		if (!w)
+			return no_words;
+		layer_words = w;
+		layer_cap = n + 2;
+	}
+	size_t len = strlen(text);
+	bool any = strncmp("all", text, len) == 0;
+	layer_words[0] = "all";
+	for (int i = 0; i < n; i++) {
+		layer_words[i + 1] = m->layers[i].alias;
+		any = any || strncmp(m->layers[i].alias, text, len) == 0;
+	}
+	layer_words[n + 1] = NULL;
+	if (!any) {
+		for (int i = 0; i < n; i++)
+			layer_words[i] = m->layers[i].name;
+		layer_words[n] = NULL;
+	}
+	return layer_words;
 }
 
 static char **complete_from(const char *const *words, const char *text)
@@ -90,8 +154,104 @@ static char **complete_from(const char *const *words, const char *text)
 	return rl_completion_matches(text, word_generator);
 }
 
-/* Command names in the first word (also after ';'); argument words get
- * what the command takes, falling back to file names. */
+static bool is_blank(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/* Where the word being completed stands in its command. */
+struct complete_at {
+	const struct cmd_entry *e;
+	const struct args_flag *value_of; /* the word is this flag's value */
+	bool is_flag;                     /* the word is a flag ("--...") */
+	int pos;                          /* else: the positional it is (0 = first) */
+	char first[256];                  /* the first positional, if any (set KEY) */
+};
+
+/* The flag named by word ("--name" or "--name=value"), or NULL. */
+static const struct args_flag *find_flag(const struct cmd_entry *e, const char *word)
+{
+	size_t n = strcspn(word + 2, "=");
+	for (const struct args_flag *f = e->args.flags; f && f->name; f++)
+		if (strlen(f->name) == n && strncmp(f->name, word + 2, n) == 0)
+			return f;
+	return NULL;
+}
+
+/* Walk the words of buf[from, to) (the command's words before the one being
+ * completed, cur) as args_parse() would. */
+static void locate(const char *buf, int from, int to, const char *cur, struct complete_at *at)
+{
+	char word[256];
+	bool flags_done = false;
+	const struct args_flag *pending = NULL;
+	at->pos = 0;
+	at->first[0] = '\0';
+	for (int i = from; i < to;) {
+		while (i < to && is_blank(buf[i]))
+			i++;
+		int w = 0;
+		for (; i < to && !is_blank(buf[i]); i++)
+			if (w < (int)sizeof word - 1)
+				word[w++] = buf[i];
+		word[w] = '\0';
+		if (w == 0)
+			break;
+		if (pending) {
+			pending = NULL;
+		} else if (!flags_done && strcmp(word, "--") == 0) {
+			flags_done = true;
+		} else if (!flags_done && word[0] == '-' && word[1] == '-') {
+			const struct args_flag *f = find_flag(at->e, word);
+			if (f && f->takes_value && !strchr(word, '='))
+				pending = f;
+		} else {
+			if (at->pos++ == 0)
+				snprintf(at->first, sizeof at->first, "%s", word);
+		}
+	}
+	at->value_of = pending;
+	at->is_flag = false;
+	if (!pending && !flags_done && cur[0] == '-' && cur[1] == '-') {
+		const struct args_flag *f = find_flag(at->e, cur);
+		if (strchr(cur, '=') && f && f->takes_value)
+			at->value_of = f;
+		else
+			at->is_flag = true;
+	}
+}
+
+/* The words the positional at->pos can be (no_words: nothing to offer), or
+ * NULL for file names. */
+static const char *const *positional_words(const struct complete_at *at, const char *text)
+{
+	const struct args_spec *spec = &at->e->args;
+	if (spec->max_pos >= 0 && at->pos >= spec->max_pos)
+		return no_words;
+	switch (spec->kind) {
+	case ARGS_FILE:
+		return NULL;
+	case ARGS_TARGET:
+		return target_words(text);
+	case ARGS_CHOICE:
+		return spec->choices ? spec->choices : no_words;
+	case ARGS_COMMAND:
+		return command_words;
+	case ARGS_SETTING:
+		if (at->pos == 0)
+			return setting_words;
+		for (int i = 0; session_settings[i].name; i++)
+			if (strcmp(session_settings[i].name, at->first) == 0 &&
+			    session_settings[i].type == SETTING_BOOL)
+				return bool_words;
+		return no_words;
+	}
+	return NULL;
+}
+
+/* Command names in the first word (also after ';'); argument words get what
+ * the command's argument template says they are: layers, one of a list, a
+ * flag, a setting; file names otherwise (readline's own completion). */
 static char **dfq_complete(const char *text, int start, int end)
 {
 	const char *buf = rl_line_buffer;
@@ -99,35 +259,40 @@ static char **dfq_complete(const char *text, int start, int end)
 	for (int i = 0; i < start; i++)
 		if (buf[i] == ';')
 			cmd = i + 1;
-	while (cmd < start && (buf[cmd] == ' ' || buf[cmd] == '\t'))
+	while (cmd < start && is_blank(buf[cmd]))
 		cmd++;
-	if (cmd >= start)
+	/* The shell word being completed starts at the blank before it (text may
+	 * start later, after a ',' or ':' inside the word). */
+	int wstart = start;
+	while (wstart > cmd && !is_blank(buf[wstart - 1]))
+		wstart--;
+	if (wstart <= cmd)
 		return complete_from(command_words, text);
 
 	char word[64];
 	int w = 0;
-	while (buf[cmd + w] && buf[cmd + w] != ' ' && buf[cmd + w] != '\t' && w < 63) {
+	while (buf[cmd + w] && !is_blank(buf[cmd + w]) && w < 63) {
 		word[w] = buf[cmd + w];
 		w++;
 	}
 	word[w] = '\0';
-	/* Index of the argument being completed: words between command and start. */
-	int argi = 0;
-	for (int i = cmd + w; i < start; i++)
-		if ((buf[i] == ' ' || buf[i] == '\t') && buf[i + 1] != ' ' && buf[i + 1] != '\t' &&
-		    i + 1 < start)
-			argi++;
 	char why[256];
-	const struct cmd_entry *e = cmd_find(word, why, sizeof why);
-	if (e == &cmd_help_entry && argi == 0)
-		return complete_from(command_words, text);
-	if (e == &cmd_set_entry && argi == 0)
-		return complete_from(setting_words, text);
-	if (e == &cmd_set_entry && argi == 1)
-		return complete_from(bool_words, text);
-	if (e == &cmd_show_entry && argi == 0)
-		return complete_from(show_words, text);
-	return NULL; /* readline completes file names */
+	struct complete_at at = {.e = cmd_find(word, why, sizeof why)};
+	if (!at.e)
+		return NULL;
+	/* The word so far, up to the cursor. */
+	char cur[256];
+	snprintf(cur, sizeof cur, "%.*s", end - wstart, buf + wstart);
+	locate(buf, cmd + w, wstart, cur, &at);
+	if (at.value_of)
+		return at.value_of->choices ? complete_from(at.value_of->choices, text) : NULL;
+	if (at.is_flag && wstart == start) {
+		complete_flags = at.e->args.flags;
+		rl_attempted_completion_over = 1;
+		return rl_completion_matches(text, flag_generator);
+	}
+	const char *const *words = positional_words(&at, text);
+	return words ? complete_from(words, text) : NULL; /* NULL: file names */
 }
 
 /* --- Ctrl-C: drop the line being typed, keep the session ----------------- */
@@ -166,8 +331,12 @@ void repl_run(struct session *s)
 {
 	char *hist = history_path();
 	build_word_lists();
+	complete_session = s;
 	rl_readline_name = "dfq";
 	rl_attempted_completion_function = dfq_complete;
+	/* Also complete after ',' and ':' inside a word: each layer of "1,conv2"
+	 * and each file of "npy:X.npy,Y.npy". */
+	rl_completer_word_break_characters = " \t\n\"\\'`@$><=;|&{(,:";
 	rl_catch_signals = 0;
 	rl_signal_event_hook = on_signal_event;
 	using_history();
@@ -197,4 +366,8 @@ void repl_run(struct session *s)
 	}
 	s->had_error = had_error;
 	free(hist);
+	free(layer_words);
+	layer_words = NULL;
+	layer_cap = 0;
+	complete_session = NULL;
 }

@@ -72,6 +72,39 @@ static dfq_status apply_model_settings(const struct session *s, struct dfq_model
 	return st;
 }
 
+/* The values d's samples take: 8-bit pixels are in [0, 1] after the /255,
+ * then (x - mean[c]) / std[c] (std > 0).  False when the raw range is not
+ * known (float data). */
+static bool data_input_range(const struct dfq_data *d, float *lo, float *hi)
+{
+	const struct dfq_data_info *in = dfq_data_get_info(d);
+	if (!in->eight_bit || in->nnorm < 1)
+		return false;
+	*lo = INFINITY;
+	*hi = -INFINITY;
+	for (int c = 0; c < in->nnorm; c++) {
+		/* In float, as the samples are computed. */
+		float l = (0.0f - in->mean[c]) / in->std[c], h = (1.0f - in->mean[c]) / in->std[c];
+		*lo = l < *lo ? l : *lo;
+		*hi = h > *hi ? h : *hi;
+	}
+	return isfinite(*lo) && isfinite(*hi);
+}
+
+/* Give m's input the range of d's samples, or none when d (which may be
+ * NULL) does not know it: a range kept from other data would clip these. */
+static dfq_status sync_input_range(struct dfq_model *m, const struct dfq_data *d,
+				   struct dfq_error *err)
+{
+	/* Data feeds a model with one input (see cmd-data.c). */
+	if (!m || m->g->ninputs != 1)
+		return DFQ_OK;
+	float lo, hi;
+	if (d && data_input_range(d, &lo, &hi))
+		return dfq_model_set_input_range(m, 0, lo, hi, err);
+	return dfq_model_clear_input_range(m, 0, err);
+}
+
 dfq_status session_set_model(struct session *s, struct dfq_graph *g, const char *path,
 			     struct dfq_error *err)
 {
@@ -87,6 +120,8 @@ dfq_status session_set_model(struct session *s, struct dfq_graph *g, const char 
 		return err ? err->status : DFQ_ERR_NOMEM;
 	}
 	dfq_status st = apply_model_settings(s, m, err);
+	if (st == DFQ_OK)
+		st = sync_input_range(m, s->data, err);
 	if (st != DFQ_OK) {
 		dfq_model_free(m);
 		free(p);
@@ -152,12 +187,16 @@ struct dfq_exec *session_exec(struct session *s, struct dfq_error *err)
 	return s->exec;
 }
 
-void session_set_data(struct session *s, struct dfq_data *d)
+dfq_status session_set_data(struct session *s, struct dfq_data *d, struct dfq_error *err)
 {
+	dfq_status st = sync_input_range(s->model, d, err);
+	if (st != DFQ_OK)
+		return st;
 	/* Other samples: the accuracies are no longer comparable. */
 	s->fp32 = s->last = (struct eval_mark){0};
 	dfq_data_free(s->data);
 	s->data = d;
+	return DFQ_OK;
 }
 
 static volatile sig_atomic_t interrupted;

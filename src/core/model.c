@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "model_internal.h"
 
@@ -914,15 +915,37 @@ static int edit_distance(const char *a, const char *b)
 	return prev[lb];
 }
 
+/* The name or alias the user probably meant: one equal to name but for case,
+ * the only layer starting with name, or else the nearest within max(2,
+ * len / 3) edits that keeps something of both words (fewer edits than either
+ * is long).  NULL when nothing is that close: a far-off guess misleads. */
 static const char *closest_name(const struct dfq_model *m, const char *name)
 {
+	int n = (int)strlen(name);
+	const char *prefix = NULL;
+	int nprefix = 0;
+	for (int i = 0; i < m->nlayers; i++) {
+		const char *cands[2] = {m->layers[i].alias, m->layers[i].name};
+		bool starts = false;
+		for (int k = 0; k < 2; k++) {
+			if (strcasecmp(name, cands[k]) == 0)
+				return cands[k];
+			if (!starts && strncmp(name, cands[k], (size_t)n) == 0) {
+				starts = true;
+				prefix = cands[k];
+			}
+		}
+		nprefix += starts;
+	}
+	if (nprefix == 1)
+		return prefix;
 	const char *best = NULL;
-	int bd = 1 << 30;
+	int bd = (n / 3 > 2 ? n / 3 : 2) + 1;
 	for (int i = 0; i < m->nlayers; i++) {
 		const char *cands[2] = {m->layers[i].alias, m->layers[i].name};
 		for (int k = 0; k < 2; k++) {
 			int d = edit_distance(name, cands[k]);
-			if (d < bd) {
+			if (d < bd && d < n && d < (int)strlen(cands[k])) {
 				bd = d;
 				best = cands[k];
 			}
@@ -1003,7 +1026,11 @@ static dfq_status parse_token(const struct dfq_model *m, const char *tok, bool *
 	if (best)
 		return dfq_error_set(err, DFQ_ERR_ARG, "unknown layer '%s' (did you mean '%s'?)",
 		                     tok, best);
-	return dfq_error_set(err, DFQ_ERR_ARG, "unknown layer '%s' (the model has no layers)", tok);
+	if (m->nlayers == 0)
+		return dfq_error_set(err, DFQ_ERR_ARG, "unknown layer '%s' (the model has no layers)",
+		                     tok);
+	return dfq_error_set(err, DFQ_ERR_ARG, "unknown layer '%s' (type 'layers' to list them)",
+	                     tok);
 }
 
 dfq_status dfq_model_parse_targets(const struct dfq_model *m, int nspecs, const char *const *specs,

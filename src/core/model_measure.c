@@ -415,6 +415,21 @@ dfq_status dfq_model_set_input_range(struct dfq_model *m, int input, float lo, f
 	return st;
 }
 
+dfq_status dfq_model_clear_input_range(struct dfq_model *m, int input, struct dfq_error *err)
+{
+	if (input < 0 || input >= m->priv->ngiven)
+		return dfq_error_set(err, DFQ_ERR_ARG, "the model has no input %d (it has %d)",
+		                     input, m->priv->ngiven);
+	if (!m->priv->given[input].valid)
+		return DFQ_OK;
+	struct dfq_range old = m->priv->given[input];
+	m->priv->given[input] = (struct dfq_range){0};
+	dfq_status st = model_refresh(m, err);
+	if (st != DFQ_OK)
+		m->priv->given[input] = old;
+	return st;
+}
+
 dfq_status dfq_model_measure_bn(struct dfq_model *m, struct dfq_step_report *rep,
                                 struct dfq_error *err)
 {

@@ -1,0 +1,1 @@
+--scalar -x input-range.dfq

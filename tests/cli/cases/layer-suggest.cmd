@@ -1,0 +1,1 @@
+--scalar -x layer-suggest.dfq

@@ -1,0 +1,1 @@
+-c 'help q; echo before; q; echo after'
