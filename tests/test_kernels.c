@@ -821,17 +821,10 @@ static void run_graph(const struct dfq_graph *g, bool fast, int nthreads,
 	dfq_exec_free(ex);
 }
 
-/* How often one run of the fast path ran the case's whole chain as one fused
- * step (once per sub-batch), 0 if it did not fuse it. */
-static int64_t fused_whole_chain(const struct dfq_graph *g, const struct chain_case *cc,
-                                 struct dfq_tensor *const *in)
+/* Calls of the step that ran the case's whole chain in ex's last run (profile
+ * on), 0 if no step did. */
+static int64_t chain_step_calls(struct dfq_exec *ex, const struct chain_case *cc)
 {
-	struct dfq_error err;
-	struct dfq_exec *ex = dfq_exec_new(g, NULL, &err);
-	assert_non_null(ex);
-	dfq_exec_set_profile(ex, true);
-	struct dfq_tensor *out[2] = {NULL, NULL};
-	assert_int_equal(dfq_exec_run(ex, in, out, &err), DFQ_OK);
 	const struct dfq_prof_entry *e;
 	int n = dfq_exec_get_profile(ex, &e);
 	int parts = 1 + cc->bn + (cc->act1 != ACT_NONE) + cc->add + (cc->act2 != ACT_NONE);
@@ -844,6 +837,21 @@ static int64_t fused_whole_chain(const struct dfq_graph *g, const struct chain_c
 			plus += *c == '+';
 		found = plus + 1 == parts ? e[i].calls : 0;
 	}
+	return found;
+}
+
+/* How often one run of the fast path ran the case's whole chain as one fused
+ * step (once per sub-batch), 0 if it did not fuse it. */
+static int64_t fused_whole_chain(const struct dfq_graph *g, const struct chain_case *cc,
+                                 struct dfq_tensor *const *in)
+{
+	struct dfq_error err;
+	struct dfq_exec *ex = dfq_exec_new(g, NULL, &err);
+	assert_non_null(ex);
+	dfq_exec_set_profile(ex, true);
+	struct dfq_tensor *out[2] = {NULL, NULL};
+	assert_int_equal(dfq_exec_run(ex, in, out, &err), DFQ_OK);
+	int64_t found = chain_step_calls(ex, cc);
 	dfq_tensor_free(out[0]);
 	dfq_tensor_free(out[1]);
 	dfq_exec_free(ex);
@@ -1148,19 +1156,7 @@ static void run_quant_case(const struct chain_case *cc, int64_t n, const char *w
 			assert_quant_close(ref[0], got[0], steps[1] + steps[2], msg);
 			assert_quant_close(ref[1], got[1], steps[3], msg);
 			/* still one fused step: the quantizers sit where the epilogue has them */
-			const struct dfq_prof_entry *e;
-			int ne = dfq_exec_get_profile(fast, &e), parts = 1 + cc->bn +
-			                                              (cc->act1 != ACT_NONE) + cc->add +
-			                                              (cc->act2 != ACT_NONE);
-			bool fused = false;
-			for (int i = 0; i < ne; i++) {
-				int plus = 0;
-				for (const char *c = e[i].op; *c; c++)
-					plus += *c == '+';
-				fused = fused || (strcmp(e[i].node, "conv") == 0 &&
-				                  plus + 1 == parts && e[i].calls > 0);
-			}
-			if (!fused)
+			if (chain_step_calls(fast, cc) == 0)
 				fail_msg("%s: the quantized chain did not run as one step", msg);
 			dfq_exec_free(fast);
 			dfq_tensor_free(got[0]);
