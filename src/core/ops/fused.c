@@ -244,7 +244,8 @@ static void gather_row(float *d, const float *xr, int64_t n, int64_t s, int64_t 
 		lo = hi = n;
 	memset(d, 0, (size_t)lo * sizeof *d);
 	if (s == 1) {
-		memcpy(d + lo, xr + lo + off, (size_t)(hi - lo) * sizeof *d);
+		if (hi > lo) /* xr may be NULL otherwise: no pointer arithmetic on it */
+			memcpy(d + lo, xr + lo + off, (size_t)(hi - lo) * sizeof *d);
 	} else {
 		for (int64_t j = lo; j < hi; j++)
 			d[j] = xr[j * s + off];
