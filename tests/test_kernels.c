@@ -903,6 +903,11 @@ static const struct chain_case chain_cases[] = {
     {4, 11, 9, 8, 3, 3, 1, 2, 2, 2, false, true, true, true, ACT_NONE, ACT_RELU},
     {4, 12, 12, 8, 1, 1, 2, 1, 0, 0, false, false, true, true, ACT_NONE, ACT_RELU},
     {3, 9, 9, 5, 5, 3, 1, 1, 2, 1, false, true, false, false, ACT_NONE, ACT_NONE},
+    /* 8 and more input channels: implicit GEMM through the shift map (AVX-512) */
+    {12, 13, 11, 10, 3, 3, 2, 1, 1, 1, false, true, true, true, ACT_RELU, ACT_CLIP6},
+    {9, 11, 9, 17, 3, 3, 1, 2, 2, 2, false, false, true, true, ACT_NONE, ACT_RELU},
+    {10, 9, 9, 8, 5, 3, 1, 1, 2, 1, false, true, false, false, ACT_CLIP, ACT_NONE},
+    {8, 7, 9, 11, 1, 1, 1, 1, 1, 1, false, true, true, false, ACT_NONE, ACT_NONE},
     {32, 14, 14, 32, 3, 3, 1, 1, 1, 1, true, false, true, false, ACT_CLIP6, ACT_NONE},
     {16, 14, 14, 16, 3, 3, 2, 1, 1, 1, true, false, true, false, ACT_CLIP6, ACT_NONE},
     {16, 7, 7, 16, 3, 3, 1, 1, 1, 1, true, true, true, true, ACT_RELU, ACT_CLIP},
@@ -936,7 +941,7 @@ static void test_fused_random(void **state)
 {
 	for (int it = 0; it < 24; it++) {
 		struct chain_case cc = {
-		    .c = rnd_int(1, 12),
+		    .c = rnd_int(1, 20),
 		    .h = rnd_int(3, 16),
 		    .w = rnd_int(3, 16),
 		    .kh = rnd_int(1, 3) * 2 - 1,

@@ -21,8 +21,16 @@
  * weights between runs; nothing derived from weights is kept.  What is kept
  * are the activation buffers: an arena owned by the plan, so that after the
  * first batch of a given size a run allocates nothing but its outputs and
- * touches no page for the first time. */
+ * touches no page for the first time.
+ *
+ * With several threads, a batch runs as parts side by side, one thread each
+ * with a plan of its own (run_parallel), instead of splitting every operator
+ * over the threads: on small images the latter meets at a barrier after every
+ * step, and each step reads activations its predecessor left in the other
+ * cores' caches. */
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +115,10 @@ struct dfq_plan {
 	int nmasks;
 	struct dfq_prof_entry *prof; /* owned, one per step of the last plan */
 	int nprof, cap_prof;
+	/* plans of the pool's other threads, for the parts of a batch that run
+	 * side by side (see dfq_plan_run); owned, created at the first such run */
+	struct dfq_plan **workers;
+	int nworkers;
 };
 
 /* --- small helpers ----------------------------------------------------------------------- */
@@ -501,6 +513,9 @@ void dfq_plan_free(struct dfq_plan *p)
 	free(p->vals);
 	free(p->refs);
 	free(p->prof);
+	for (int i = 0; i < p->nworkers; i++)
+		dfq_plan_free(p->workers[i]);
+	free(p->workers);
 	free(p);
 }
 
@@ -1171,6 +1186,90 @@ static dfq_status run_steps(struct dfq_plan *p, const struct dfq_plan_env *env,
 	return st;
 }
 
+/* Images per part when the parts of a batch run side by side, one thread
+ * each (see dfq_plan_run): a part's activations should stay in its core's L2. */
+#define PAR_SUB_BATCH 16
+
+/* The parts of a batch, run side by side by the pool's threads, each with its
+ * own plan (the caller's for thread 0) and no pool of its own. */
+struct par_job {
+	struct dfq_plan *p;
+	const struct dfq_plan_env *env;
+	struct dfq_tensor *const *inputs;
+	struct dfq_tensor **outputs;
+	int64_t total, parts;
+	pthread_mutex_t lock; /* over outputs and the fields below */
+	dfq_status st;        /* the first failure */
+	bool fallback;
+	struct dfq_error err;
+	atomic_bool stop; /* a part failed or fell back: the others need not run */
+};
+
+static void par_task(void *arg, int64_t begin, int64_t end, int tid)
+{
+	struct par_job *j = arg;
+	struct dfq_plan *p = tid == 0 ? j->p : j->p->workers[tid - 1];
+	struct dfq_plan_env env = *j->env;
+	env.pool = NULL;
+	for (int64_t k = begin; k < end && !atomic_load(&j->stop); k++) {
+		int64_t first = j->total * k / j->parts;
+		int64_t count = j->total * (k + 1) / j->parts - first;
+		struct dfq_error e = {0};
+		bool fb = false;
+		dfq_status st = run_steps(p, &env, j->inputs, first, count, &fb, &e);
+		pthread_mutex_lock(&j->lock);
+		if (st == DFQ_OK && !fb)
+			st = hand_outputs(p, &env, j->outputs, first, count, j->total, &fb, &e);
+		if ((st != DFQ_OK || fb) && !atomic_load(&j->stop)) {
+			j->st = st;
+			j->fallback = fb && st == DFQ_OK;
+			j->err = e;
+			atomic_store(&j->stop, true);
+		}
+		pthread_mutex_unlock(&j->lock);
+	}
+}
+
+/* Run the parts of a batch of total images side by side (see dfq_plan_run). */
+static dfq_status run_parallel(struct dfq_plan *p, const struct dfq_plan_env *env,
+                               struct dfq_tensor *const *inputs, struct dfq_tensor **outputs,
+                               int64_t total, int nthreads, bool *fallback, struct dfq_error *err)
+{
+	if (p->nworkers < nthreads - 1) {
+		struct dfq_plan **w = realloc(p->workers, (size_t)(nthreads - 1) * sizeof *w);
+		if (!w)
+			return dfq_error_set(err, DFQ_ERR_NOMEM,
+			                     "out of memory planning the graph");
+		p->workers = w;
+		for (; p->nworkers < nthreads - 1; p->nworkers++)
+			if (!(p->workers[p->nworkers] = dfq_plan_new(p->g, err)))
+				return err ? err->status : DFQ_ERR_NOMEM;
+	}
+	for (int i = 0; i < nthreads - 1; i++) {
+		dfq_status st = plan_build(p->workers[i], env, err);
+		if (st != DFQ_OK)
+			return st;
+	}
+	/* whole rounds of parts, so that no thread idles at the end */
+	int64_t parts = (total + PAR_SUB_BATCH - 1) / PAR_SUB_BATCH;
+	parts = (parts + nthreads - 1) / nthreads * nthreads;
+	struct par_job j = {.p = p,
+	                    .env = env,
+	                    .inputs = inputs,
+	                    .outputs = outputs,
+	                    .total = total,
+	                    .parts = parts};
+	pthread_mutex_init(&j.lock, NULL);
+	dfq_pool_run(env->pool, parts, 1, par_task, &j);
+	pthread_mutex_destroy(&j.lock);
+	for (int i = 0; i < nthreads - 1; i++)
+		run_reset(p->workers[i]);
+	*fallback = j.fallback;
+	if (j.st != DFQ_OK && err)
+		*err = j.err;
+	return j.st;
+}
+
 dfq_status dfq_plan_run(struct dfq_plan *p, const struct dfq_plan_env *env,
                         struct dfq_tensor *const *inputs, struct dfq_tensor **outputs,
                         bool *fallback, struct dfq_error *err)
@@ -1192,7 +1291,22 @@ dfq_status dfq_plan_run(struct dfq_plan *p, const struct dfq_plan_env *env,
 	 * (and buffers sized for a sub-batch). */
 	int64_t total = g->ninputs > 0 && inputs[0]->ndim > 0 ? inputs[0]->dims[0] : 0;
 	int64_t parts = 1;
-	if (total > SUB_BATCH && batch_separable(g)) {
+	/* With several threads, a batch of a few images per thread or more runs
+	 * as parts side by side, a thread each, rather than every operator split
+	 * over the threads: each core keeps its part's activations in its own
+	 * cache, and threads meet once per part instead of at every operator.
+	 * Not when profiling: per-step times of threads running different steps
+	 * at once would not add up to anything. */
+	int nthreads = dfq_pool_size(env->pool);
+	bool same_batch = true;
+	for (int i = 0; i < g->ninputs; i++)
+		if (inputs[i]->ndim < 1 || inputs[i]->dims[0] != total)
+			same_batch = false;
+	if (nthreads > 1 && !env->profile && total >= 2 * nthreads && same_batch &&
+	    batch_separable(g)) {
+		st = run_parallel(p, env, inputs, outputs, total, nthreads, fallback, err);
+		parts = 0;
+	} else if (total > SUB_BATCH && batch_separable(g)) {
 		parts = (total + SUB_BATCH - 1) / SUB_BATCH;
 		for (int i = 0; i < g->ninputs; i++)
 			if (inputs[i]->ndim < 1 || inputs[i]->dims[0] != total)

@@ -7,8 +7,10 @@
  * other node is a step of its own, run with the op table's kernels.
  * Activations live in buffers the plan keeps between runs.  A batch larger
  * than 32 images of a graph whose operators all treat images independently
- * runs as sub-batches, so that activations stay in cache.  The graph is not
- * changed, and may be between runs.
+ * runs as sub-batches, so that activations stay in cache; with several
+ * threads, a batch of such a graph of two images per thread or more runs as
+ * parts of up to 16 images side by side, a thread and a plan each.  The graph
+ * is not changed, and may be between runs.
  * Not part of the public API (the profile functions are meant for dfq_exec.h). */
 #ifndef DFQ_OPTIMIZE_H
 #define DFQ_OPTIMIZE_H

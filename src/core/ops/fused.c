@@ -51,6 +51,9 @@ typedef int v16i __attribute__((vector_size(64)));
 #define GEMM_MIN_COLS    64
 #define GEMM_MIN_ROWS    16
 #define TASKS_PER_THREAD 2
+/* Input channels from which a group-1 convolution with a shift map skips the
+ * im2col block (see tile_body). */
+#define IMPLICIT_MIN_C 8
 
 /* Taps of a depthwise kernel the direct paths handle (the plan checks), and of
  * any kernel the shift map handles. */
@@ -280,7 +283,8 @@ static void gather_row(float *d, const float *xr, int64_t n, int64_t s, int64_t 
 		lo = hi = n;
 	memset(d, 0, (size_t)lo * sizeof *d);
 	if (s == 1) {
-		memcpy(d + lo, xr + lo + off, (size_t)(hi - lo) * sizeof *d);
+		if (hi > lo) /* xr may be NULL otherwise: no pointer arithmetic on it */
+			memcpy(d + lo, xr + lo + off, (size_t)(hi - lo) * sizeof *d);
 	} else {
 		for (int64_t j = lo; j < hi; j++)
 			d[j] = xr[j * s + off];
@@ -638,7 +642,8 @@ struct gemm_plan {
 	float *cols_buf; /* per thread k * ldcol floats */
 	int64_t ldcol;   /* row stride of an im2col block: cb rounded up to whole vectors */
 	int64_t per_thread;
-	bool own; /* our micro-kernel (AVX-512) rather than the BLAS */
+	bool own;      /* our micro-kernel (AVX-512) rather than the BLAS */
+	bool implicit; /* own, reading the input through the shift map: no im2col block */
 };
 
 /* Columns [j0, j1) of the im2col matrix into col (k rows, nb floats apart), row
@@ -736,37 +741,61 @@ static void gemm_blas(const struct gemm_plan *gp, int64_t j0, int64_t j1, int64_
  * over all of k and stored once through the epilogue: no packing (rows of B
  * are read in place, and the GEMM_MR weight rows are broadcast from where they
  * are: each row's cache line serves 16 steps of k), no zeroing pass, no second
- * pass for the epilogue. */
+ * pass for the epilogue.
+ *
+ * k is walked as one or more segments (struct kseg), each a run of B rows a
+ * constant stride apart read through constant lane masks.  A direct 1x1
+ * convolution or an im2col block is one segment without masks.  A convolution
+ * with a shift map is an implicit GEMM: one segment per kernel tap t, whose
+ * rows are the input channels' planes (all images) shifted by the tap's offset
+ * and masked by the tap's border mask at the tile's columns: exactly the
+ * im2col rows (c, t), read where they are instead of being copied first. */
+struct kseg {
+	const float *b;        /* B row of the first step, at the tile's first column */
+	int64_t ldb;           /* floats between the B rows of consecutive steps */
+	const float *w;        /* weight of the tile's first row for the first step */
+	int64_t ws;            /* floats between the weights of consecutive steps */
+	int64_t len;           /* steps */
+	__mmask16 km[GEMM_NV]; /* lanes of each vector to load (the others are 0) */
+};
 
-/* C tile at c (row stride ldc) = epilogue(W rows at w (row stride k) times B
- * at b (row stride ldb)).  rows: output rows that exist (the tile's others
- * repeat the last one and are not stored); lanes: columns that exist in the
- * last vector. */
-INLINE void tile_body(const int nv, const float *w, const float *restrict b, int64_t ldb, int64_t k,
-                      float *restrict c, const float *restrict res, int64_t ldc, int rows,
-                      int lanes, int64_t m0, const struct fused_epi *e)
+/* C tile at c (row stride ldc) = epilogue(sum over the segments of W times B);
+ * weight rows are ldw floats apart.  rows: output rows that exist (the tile's
+ * others repeat the last one and are not stored); lanes: columns that exist in
+ * the last vector. */
+TARGET_AVX512 INLINE void tile_body(const int nv, const bool masked, const struct kseg *seg,
+                                    int nseg, int64_t ldw, float *restrict c,
+                                    const float *restrict res, int64_t ldc, int rows, int lanes,
+                                    int64_t m0, const struct fused_epi *e)
 {
-	const float *wr[GEMM_MR];
-#pragma GCC unroll 8
-	for (int i = 0; i < GEMM_MR; i++)
-		wr[i] = w + (i < rows ? i : rows - 1) * k;
 	v16f acc[GEMM_MR][GEMM_NV];
 #pragma GCC unroll 8
 	for (int i = 0; i < GEMM_MR; i++)
 #pragma GCC unroll 8
 		for (int v = 0; v < GEMM_NV; v++)
 			acc[i][v] = (v16f){0};
-	for (int64_t kk = 0; kk < k; kk++) {
-		v16f bv[GEMM_NV];
+	for (int s = 0; s < nseg; s++) {
+		const struct kseg *sg = &seg[s];
+		const float *wr[GEMM_MR];
 #pragma GCC unroll 8
-		for (int v = 0; v < nv; v++)
-			memcpy(&bv[v], b + kk * ldb + v * VL, sizeof bv[v]);
-#pragma GCC unroll 8
-		for (int i = 0; i < GEMM_MR; i++) {
-			float wv = wr[i][kk];
+		for (int i = 0; i < GEMM_MR; i++)
+			wr[i] = sg->w + (i < rows ? i : rows - 1) * ldw;
+		const float *b = sg->b;
+		int64_t ldb = sg->ldb, ws = sg->ws;
+		for (int64_t kk = 0; kk < sg->len; kk++) {
+			v16f bv[GEMM_NV];
 #pragma GCC unroll 8
 			for (int v = 0; v < nv; v++)
-				acc[i][v] += wv * bv[v];
+				bv[v] = masked ? (v16f)_mm512_maskz_loadu_ps(sg->km[v],
+				                                             b + kk * ldb + v * VL)
+				               : (v16f)_mm512_loadu_ps(b + kk * ldb + v * VL);
+#pragma GCC unroll 8
+			for (int i = 0; i < GEMM_MR; i++) {
+				float wv = wr[i][masked ? kk * ws : kk];
+#pragma GCC unroll 8
+				for (int v = 0; v < nv; v++)
+					acc[i][v] += wv * bv[v];
+			}
 		}
 	}
 	v16f lo1 = {0}, hi1 = {0}, lo2 = {0}, hi2 = {0};
@@ -816,42 +845,114 @@ INLINE void tile_body(const int nv, const float *w, const float *restrict b, int
 	}
 }
 
-TARGET_AVX512 static void tile_avx512(int nv, const float *w, const float *b, int64_t ldb,
-                                      int64_t k, float *c, const float *res, int64_t ldc, int rows,
-                                      int lanes, int64_t m0, const struct fused_epi *e)
+/* One function per variant: GCC allocates the 24 accumulators to registers
+ * only when each variant is compiled on its own. */
+#define TILE_VARIANT(name, nv, masked)                                                             \
+	TARGET_AVX512 __attribute__((noinline)) static void name(                                  \
+	    const struct kseg *seg, int nseg, int64_t ldw, float *c, const float *res,             \
+	    int64_t ldc, int rows, int lanes, int64_t m0, const struct fused_epi *e)               \
+	{                                                                                          \
+		tile_body(nv, masked, seg, masked ? nseg : 1, ldw, c, res, ldc, rows, lanes, m0,   \
+		          e);                                                                      \
+	}
+TILE_VARIANT(tile3m, 3, true)
+TILE_VARIANT(tile3, 3, false)
+TILE_VARIANT(tile2m, 2, true)
+TILE_VARIANT(tile2, 2, false)
+TILE_VARIANT(tile1m, 1, true)
+TILE_VARIANT(tile1, 1, false)
+
+/* The tile through the variant for nv vectors; a plain GEMM (one segment, no
+ * masks) takes the simpler loop. */
+INLINE void tile_avx512(int nv, bool masked, const struct kseg *seg, int nseg, int64_t ldw,
+                        float *c, const float *res, int64_t ldc, int rows, int lanes, int64_t m0,
+                        const struct fused_epi *e)
 {
-	switch (nv) {
-	case 3:
-		tile_body(3, w, b, ldb, k, c, res, ldc, rows, lanes, m0, e);
+	switch (nv * 2 + masked) {
+	case 7:
+		tile3m(seg, nseg, ldw, c, res, ldc, rows, lanes, m0, e);
 		break;
-	case 2:
-		tile_body(2, w, b, ldb, k, c, res, ldc, rows, lanes, m0, e);
+	case 6:
+		tile3(seg, nseg, ldw, c, res, ldc, rows, lanes, m0, e);
+		break;
+	case 5:
+		tile2m(seg, nseg, ldw, c, res, ldc, rows, lanes, m0, e);
+		break;
+	case 4:
+		tile2(seg, nseg, ldw, c, res, ldc, rows, lanes, m0, e);
+		break;
+	case 3:
+		tile1m(seg, nseg, ldw, c, res, ldc, rows, lanes, m0, e);
 		break;
 	default:
-		tile_body(1, w, b, ldb, k, c, res, ldc, rows, lanes, m0, e);
+		tile1(seg, nseg, ldw, c, res, ldc, rows, lanes, m0, e);
 		break;
 	}
 }
 
-/* One task through the micro-kernel.  Loads past the last column read the
- * im2col block's padding or the input's next row or guard: those lanes are
- * computed and never stored. */
-static void gemm_own(const struct gemm_plan *gp, int64_t j0, int64_t j1, int64_t m0, int64_t m1,
-                     int tid)
+/* The segments of k for the column tile at jt (nv vectors, the last with
+ * `lanes` columns) and weight rows from w; *nseg gets their count.  b, ldb: the
+ * B block (gemm_cols) when there is no shift map to read the input through. */
+static void gemm_segs(const struct gemm_plan *gp, int64_t jt, int nv, int lanes, const float *w,
+                      const float *b, int64_t ldb, struct kseg *seg, int *nseg)
+{
+	__mmask16 tail = (__mmask16)(lanes >= VL ? 0xffff : (1u << lanes) - 1);
+	if (!gp->implicit) {
+		seg[0] = (struct kseg){.b = b, .ldb = ldb, .w = w, .ws = 1, .len = gp->k};
+		for (int v = 0; v < GEMM_NV; v++)
+			seg[0].km[v] = v == nv - 1 ? tail : 0xffff;
+		*nseg = 1;
+		return;
+	}
+	const struct fused_conv *cv = gp->cv;
+	const struct shiftmap *sm = &gp->sm;
+	int64_t blk = cv->n * sm->ohw;
+	int64_t r[GEMM_NV]; /* the vectors' positions in the mask period */
+	r[0] = jt % sm->ohw;
+	for (int v = 1; v < GEMM_NV; v++)
+		r[v] = (r[v - 1] + VL) % sm->ohw;
+	for (int t = 0; t < sm->ntaps; t++) {
+		const uint16_t *km = tap_kmask(sm, t);
+		struct kseg *sg = &seg[t];
+		sg->b = sm->src + sm->ph[t] * blk + sm->off[t] + jt;
+		sg->ldb = sm->nph * blk; /* the next input channel, same phase */
+		sg->w = w + t;           /* weights are [m][c][taps] */
+		sg->ws = sm->ntaps;
+		sg->len = cv->c;
+		for (int v = 0; v < GEMM_NV; v++)
+			sg->km[v] =
+			    (__mmask16)(v < nv ? km[r[v]] & (v == nv - 1 ? tail : 0xffff) : 0);
+	}
+	*nseg = sm->ntaps;
+}
+
+/* One task through the micro-kernel.  Lanes past the last column are computed
+ * and never stored: a plain GEMM's loads there read the im2col block's
+ * padding or the input's next row or guard, the masked loads of an implicit
+ * GEMM read nothing. */
+TARGET_AVX512 static void gemm_own(const struct gemm_plan *gp, int64_t j0, int64_t j1, int64_t m0,
+                                   int64_t m1, int tid)
 {
 	const struct fused_conv *cv = gp->cv;
 	const struct fused_epi *e = &cv->epi;
-	int64_t ldb;
-	const float *b = gemm_cols(gp, j0, j1, tid, &ldb);
+	int64_t ldb = 0;
+	const float *b = gp->implicit ? NULL : gemm_cols(gp, j0, j1, tid, &ldb);
+	struct kseg seg[DW_MAX_TAPS];
 	for (int64_t jt = j0; jt < j1; jt += GEMM_NV * VL) {
 		int64_t ncol = j1 - jt < GEMM_NV * VL ? j1 - jt : GEMM_NV * VL;
 		int nv = (int)ceil_div(ncol, VL);
 		int lanes = (int)(ncol - (nv - 1) * VL);
+		int nseg;
+		gemm_segs(gp, jt, nv, lanes, cv->wt + m0 * gp->k, b ? b + (jt - j0) : NULL, ldb,
+		          seg, &nseg);
 		for (int64_t mp = m0; mp < m1; mp += GEMM_MR) {
 			int rows = (int)(cv->m - mp < GEMM_MR ? cv->m - mp : GEMM_MR);
 			int64_t o = mp * gp->cols + jt;
-			tile_avx512(nv, cv->wt + mp * gp->k, b + (jt - j0), ldb, gp->k, cv->y + o,
+			tile_avx512(nv, gp->implicit, seg, nseg, gp->k, cv->y + o,
 			            e->res ? e->res + o : NULL, gp->cols, rows, lanes, mp, e);
+			/* the next row tile's weights */
+			for (int s = 0; s < nseg; s++)
+				seg[s].w += GEMM_MR * gp->k;
 		}
 	}
 }
@@ -911,9 +1012,13 @@ static void gemm_setup(struct gemm_plan *gp, const struct fused_conv *cv, int nt
 		shiftmap_plan(cv, &gp->sm);
 	gemm_blocks(gp, nthreads);
 	gp->ldcol = round_up(gp->cb, VL);
-	gp->per_thread = gp->direct ? 0 : round_up(gp->k * gp->ldcol, VL);
 	gp->isa = isa_now();
 	gp->own = gp->isa == ISA_AVX512;
+	/* implicit GEMM: a segment per tap costs a few instructions of set-up per
+	 * tile, which a handful of input channels (a network's first layer) does
+	 * not pay back; there, copying the few im2col rows is cheaper */
+	gp->implicit = gp->own && !gp->direct && gp->sm.ok && cv->c >= IMPLICIT_MIN_C;
+	gp->per_thread = gp->direct || gp->implicit ? 0 : round_up(gp->k * gp->ldcol, VL);
 }
 
 /* --- depthwise through the shift map ------------------------------------------------------ */
