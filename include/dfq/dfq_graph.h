@@ -104,9 +104,28 @@ dfq_status dfq_graph_node_add_attr(struct dfq_graph *g, int ni, const struct dfq
 /* Find an attribute of node n by name, or NULL. */
 const struct dfq_attr *dfq_node_attr(const struct dfq_node *n, const char *name);
 
+/* Free everything attribute a owns and zero *a; the struct itself stays the
+ * caller's (usually a slot of a node's attrs array). */
+void dfq_attr_clear(struct dfq_attr *a);
+/* Free everything node n owns (name, op_type, inputs, outputs, attributes)
+ * and zero *n; the struct itself stays the caller's (usually a slot of
+ * g->nodes).  For code that drops nodes from g->nodes: value producers and
+ * consumer counts are left as they are (dfq_graph_finalize recounts). */
+void dfq_node_clear(struct dfq_node *n);
+
 /* Put "OP node 'NAME': " in front of err's message unless it already names
  * the node (kernels often do), set err->status to st and return st. */
 dfq_status dfq_node_name_error(struct dfq_error *err, const struct dfq_node *n, dfq_status st);
+
+/* Run node n once: its op's shape() on in_shape/in into out_shape, a new
+ * tensor per used output into out[] (out[] must come in all NULL; unused
+ * outputs stay NULL), then the kernel (the fast one when fast and the op has
+ * one) with ctx.  On success the caller owns out[].  On failure every tensor
+ * made here is freed, out[] is all NULL again and err names the node. */
+dfq_status dfq_node_compute(const struct dfq_node *n, const struct dfq_shape *const *in_shape,
+			    const struct dfq_tensor *const *in, struct dfq_shape *out_shape,
+			    struct dfq_tensor **out, const struct dfq_kctx *ctx, bool fast,
+			    struct dfq_error *err);
 
 /* Resolve ops (DFQ_ERR_UNSUPPORTED naming op type, node and opset), parse
  * parameters, check every input is produced/initialized/fed, sort

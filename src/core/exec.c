@@ -379,7 +379,6 @@ static dfq_status run_node(struct dfq_exec *ex, struct run *r, const struct dfq_
 			   struct dfq_error *err)
 {
 	const struct dfq_graph *g = ex->g;
-	const struct dfq_op_def *d = &dfq_op_defs[n->op];
 	memset(r->in, 0, (size_t)r->wi * sizeof *r->in);
 	memset(r->in_shape, 0, (size_t)r->wi * sizeof *r->in_shape);
 	memset(r->out, 0, (size_t)r->wo * sizeof *r->out);
@@ -395,27 +394,11 @@ static dfq_status run_node(struct dfq_exec *ex, struct run *r, const struct dfq_
 		dfq_tensor_shape(r->in[i], &r->in_shapes[i]);
 		r->in_shape[i] = &r->in_shapes[i];
 	}
-	dfq_status st = d->shape(n, r->in_shape, r->in, r->out_shapes, err);
-	if (st != DFQ_OK)
-		return dfq_node_name_error(err, n, st);
-	for (int o = 0; o < n->noutputs; o++) {
-		if (n->outputs[o] < 0)
-			continue;
-		r->out[o] = dfq_tensor_new_shape(&r->out_shapes[o], err);
-		if (!r->out[o]) {
-			st = dfq_node_name_error(err, n, err ? err->status : DFQ_ERR_NOMEM);
-			goto fail;
-		}
-	}
 	struct dfq_kctx kctx = {.pool = ex->pool};
-	if (ex->opts.fast && d->forward_fast)
-		st = d->forward_fast(n, r->in, r->out, &kctx, err);
-	else
-		st = d->forward(n, r->in, r->out, &kctx, err);
-	if (st != DFQ_OK) {
-		st = dfq_node_name_error(err, n, st);
-		goto fail;
-	}
+	dfq_status st = dfq_node_compute(n, r->in_shape, r->in, r->out_shapes, r->out, &kctx,
+					 ex->opts.fast, err);
+	if (st != DFQ_OK)
+		return st;
 	/* hand outputs to the run before the hook, so every path frees them */
 	for (int o = 0; o < n->noutputs; o++) {
 		int vi = n->outputs[o];
@@ -452,12 +435,6 @@ static dfq_status run_node(struct dfq_exec *ex, struct run *r, const struct dfq_
 		}
 	}
 	return DFQ_OK;
-fail:
-	for (int o = 0; o < n->noutputs; o++) {
-		dfq_tensor_free(r->out[o]);
-		r->out[o] = NULL;
-	}
-	return st;
 }
 
 /* Move or copy graph outputs to the caller. */

@@ -393,25 +393,10 @@ static bool gather_inputs(const struct dfq_graph *g, const struct dfq_node *n, s
 static dfq_status fold_node(struct dfq_graph *g, const struct dfq_node *n, struct scratch *s,
 			    bool *folded_val, struct dfq_error *err)
 {
-	const struct dfq_op_def *d = &dfq_op_defs[n->op];
-	dfq_status st = d->shape(n, s->in, s->in_data, s->out, err);
-	if (st != DFQ_OK)
-		return dfq_node_name_error(err, n, st);
-	for (int o = 0; o < n->noutputs; o++) {
-		if (n->outputs[o] < 0)
-			continue;
-		s->out_t[o] = dfq_tensor_new_shape(&s->out[o], err);
-		if (!s->out_t[o]) {
-			st = dfq_node_name_error(err, n, err ? err->status : DFQ_ERR_NOMEM);
-			goto fail;
-		}
-	}
 	struct dfq_kctx kctx = {.pool = NULL};
-	st = d->forward(n, s->in_data, s->out_t, &kctx, err);
-	if (st != DFQ_OK) {
-		st = dfq_node_name_error(err, n, st);
-		goto fail;
-	}
+	dfq_status st = dfq_node_compute(n, s->in, s->in_data, s->out, s->out_t, &kctx, false, err);
+	if (st != DFQ_OK)
+		return st;
 	for (int o = 0; o < n->noutputs; o++) {
 		int vi = n->outputs[o];
 		if (vi < 0)
@@ -422,10 +407,6 @@ static dfq_status fold_node(struct dfq_graph *g, const struct dfq_node *n, struc
 		folded_val[vi] = true;
 	}
 	return DFQ_OK;
-fail:
-	for (int o = 0; o < n->noutputs; o++)
-		dfq_tensor_free(s->out_t[o]);
-	return st;
 }
 
 /* Shape(x) with x's static shape fully known is a constant ([start, end)
@@ -524,28 +505,6 @@ out:
 	return st;
 }
 
-/* Free node contents (graph.c owns the layout; this mirrors its node_clear). */
-static void node_release(struct dfq_node *n)
-{
-	free(n->name);
-	free(n->op_type);
-	free(n->inputs);
-	free(n->outputs);
-	for (int i = 0; i < n->nattrs; i++) {
-		struct dfq_attr *a = &n->attrs[i];
-		free(a->name);
-		free(a->s);
-		dfq_tensor_free(a->t);
-		free(a->floats);
-		free(a->ints);
-		if (a->strings)
-			for (int k = 0; k < a->n; k++)
-				free(a->strings[k]);
-		free(a->strings);
-	}
-	free(n->attrs);
-}
-
 /* Remove folded nodes, keeping the order, then drop folded intermediate
  * constants nobody reads any more (Shape outputs feeding a folded Gather,
  * ...).  Initializers from the model are kept even when unused. */
@@ -555,7 +514,7 @@ static dfq_status compact(struct dfq_graph *g, const bool *folded_node, const bo
 	int k = 0;
 	for (int ni = 0; ni < g->nnodes; ni++) {
 		if (folded_node[ni])
-			node_release(&g->nodes[ni]);
+			dfq_node_clear(&g->nodes[ni]);
 		else
 			g->nodes[k++] = g->nodes[ni];
 	}

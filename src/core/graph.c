@@ -34,15 +34,6 @@ static uint32_t name_hash(const char *s)
 	return h;
 }
 
-static char *dup_str(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *d = malloc(n);
-	if (d)
-		memcpy(d, s, n);
-	return d;
-}
-
 static void index_put(struct graph_impl *gi, int vi)
 {
 	uint32_t mask = (uint32_t)gi->cap_slots - 1;
@@ -104,8 +95,8 @@ struct dfq_graph *dfq_graph_new(struct dfq_error *err)
 		dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory allocating a graph");
 		return NULL;
 	}
-	gi->g.name = dup_str("");
-	gi->g.producer = dup_str("");
+	gi->g.name = strdup("");
+	gi->g.producer = strdup("");
 	if (!gi->g.name || !gi->g.producer) {
 		dfq_graph_free(&gi->g);
 		dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory allocating a graph");
@@ -114,7 +105,7 @@ struct dfq_graph *dfq_graph_new(struct dfq_error *err)
 	return &gi->g;
 }
 
-static void attr_clear(struct dfq_attr *a)
+void dfq_attr_clear(struct dfq_attr *a)
 {
 	free(a->name);
 	free(a->s);
@@ -128,14 +119,14 @@ static void attr_clear(struct dfq_attr *a)
 	memset(a, 0, sizeof *a);
 }
 
-static void node_clear(struct dfq_node *n)
+void dfq_node_clear(struct dfq_node *n)
 {
 	free(n->name);
 	free(n->op_type);
 	free(n->inputs);
 	free(n->outputs);
 	for (int i = 0; i < n->nattrs; i++)
-		attr_clear(&n->attrs[i]);
+		dfq_attr_clear(&n->attrs[i]);
 	free(n->attrs);
 	memset(n, 0, sizeof *n);
 }
@@ -151,7 +142,7 @@ void dfq_graph_free(struct dfq_graph *g)
 	}
 	free(g->values);
 	for (int i = 0; i < g->nnodes; i++)
-		node_clear(&g->nodes[i]);
+		dfq_node_clear(&g->nodes[i]);
 	free(g->nodes);
 	free(g->inputs);
 	free(g->outputs);
@@ -206,7 +197,7 @@ int dfq_graph_intern_value(struct dfq_graph *g, const char *name, struct dfq_err
 		return -1;
 	struct dfq_value *v = &g->values[g->nvalues];
 	memset(v, 0, sizeof *v);
-	v->name = dup_str(name);
+	v->name = strdup(name);
 	if (!v->name) {
 		dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory adding tensor '%s'", name);
 		return -1;
@@ -272,8 +263,8 @@ int dfq_graph_add_node(struct dfq_graph *g, const char *name, const char *op_typ
 	if (grow((void **)&g->nodes, &g->cap_nodes, g->nnodes + 1, sizeof *g->nodes, err))
 		return -1;
 	struct dfq_node n = {0};
-	n.name = dup_str(name);
-	n.op_type = dup_str(op_type);
+	n.name = strdup(name);
+	n.op_type = strdup(op_type);
 	n.inputs = malloc((size_t)(ninputs ? ninputs : 1) * sizeof *n.inputs);
 	n.outputs = malloc((size_t)(noutputs ? noutputs : 1) * sizeof *n.outputs);
 	if (!n.name || !n.op_type || !n.inputs || !n.outputs) {
@@ -299,7 +290,7 @@ int dfq_graph_add_node(struct dfq_graph *g, const char *name, const char *op_typ
 	g->nnodes++;
 	return ni;
 fail:
-	node_clear(&n);
+	dfq_node_clear(&n);
 	return -1;
 }
 
@@ -309,7 +300,7 @@ static dfq_status attr_copy(struct dfq_attr *dst, const struct dfq_attr *src, st
 	dst->type = src->type;
 	dst->f = src->f;
 	dst->i = src->i;
-	dst->name = dup_str(src->name ? src->name : "");
+	dst->name = strdup(src->name ? src->name : "");
 	if (!dst->name)
 		goto nomem;
 	switch (src->type) {
@@ -317,7 +308,7 @@ static dfq_status attr_copy(struct dfq_attr *dst, const struct dfq_attr *src, st
 	case DFQ_ATTR_INT:
 		return DFQ_OK;
 	case DFQ_ATTR_STRING:
-		dst->s = dup_str(src->s ? src->s : "");
+		dst->s = strdup(src->s ? src->s : "");
 		return dst->s ? DFQ_OK : dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory");
 	case DFQ_ATTR_TENSOR:
 		if (!src->t)
@@ -357,7 +348,7 @@ static dfq_status attr_copy(struct dfq_attr *dst, const struct dfq_attr *src, st
 			goto nomem;
 		for (int i = 0; i < src->n; i++) {
 			dst->n = i; /* so a failure frees only what was copied */
-			dst->strings[i] = dup_str(src->strings[i] ? src->strings[i] : "");
+			dst->strings[i] = strdup(src->strings[i] ? src->strings[i] : "");
 			if (!dst->strings[i])
 				goto nomem;
 		}
@@ -377,12 +368,12 @@ dfq_status dfq_graph_node_add_attr(struct dfq_graph *g, int ni, const struct dfq
 	struct dfq_attr copy = {0};
 	dfq_status st = attr_copy(&copy, a, err);
 	if (st != DFQ_OK) {
-		attr_clear(&copy);
+		dfq_attr_clear(&copy);
 		return dfq_error_prefix(err, "node '%s'", n->name);
 	}
 	struct dfq_attr *na = realloc(n->attrs, (size_t)(n->nattrs + 1) * sizeof *na);
 	if (!na) {
-		attr_clear(&copy);
+		dfq_attr_clear(&copy);
 		return dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory adding an attribute");
 	}
 	n->attrs = na;
@@ -444,5 +435,38 @@ dfq_status dfq_node_name_error(struct dfq_error *err, const struct dfq_node *n, 
 	if (!strstr(err->msg, needle))
 		dfq_error_prefix(err, "%s node '%s'", n->op_type, n->name);
 	err->status = st;
+	return st;
+}
+
+dfq_status dfq_node_compute(const struct dfq_node *n, const struct dfq_shape *const *in_shape,
+			    const struct dfq_tensor *const *in, struct dfq_shape *out_shape,
+			    struct dfq_tensor **out, const struct dfq_kctx *ctx, bool fast,
+			    struct dfq_error *err)
+{
+	const struct dfq_op_def *d = &dfq_op_defs[n->op];
+	dfq_status st = d->shape(n, in_shape, in, out_shape, err);
+	if (st != DFQ_OK)
+		return dfq_node_name_error(err, n, st);
+	for (int o = 0; o < n->noutputs; o++) {
+		if (n->outputs[o] < 0)
+			continue;
+		out[o] = dfq_tensor_new_shape(&out_shape[o], err);
+		if (!out[o]) {
+			st = dfq_node_name_error(err, n, err ? err->status : DFQ_ERR_NOMEM);
+			goto fail;
+		}
+	}
+	if (fast && d->forward_fast)
+		st = d->forward_fast(n, in, out, ctx, err);
+	else
+		st = d->forward(n, in, out, ctx, err);
+	if (st == DFQ_OK)
+		return DFQ_OK;
+	st = dfq_node_name_error(err, n, st);
+fail:
+	for (int o = 0; o < n->noutputs; o++) {
+		dfq_tensor_free(out[o]);
+		out[o] = NULL;
+	}
 	return st;
 }

@@ -135,13 +135,9 @@ dfq_status dfq_model_biascorr_analytic(struct dfq_model *m, const bool *sel,
 	/* pass 1: every correction, nothing changed yet */
 	for (int li = 0; li < m->nlayers && st == DFQ_OK; li++) {
 		const struct dfq_layer *L = &m->layers[li];
-		if (!model_selected(sel, li))
-			continue;
-		struct dfq_step_row *row = model_report_row(&r, li, err);
-		if (!row) {
-			st = err ? err->status : DFQ_ERR_NOMEM;
-			break;
-		}
+		struct dfq_step_row *row = model_step_row(m, sel, li, false, &r, &st, err);
+		if (!row)
+			continue; /* not selected, or st set (ends the loop) */
 		const char *why = bc_blocker(L);
 		double *ex = NULL;
 		bool nomem = false;
@@ -191,10 +187,7 @@ dfq_status dfq_model_biascorr_analytic(struct dfq_model *m, const bool *sel,
 	         "analytic bias correction of %d layer%s (%d left as they are)%s", r.nchanged,
 	         r.nchanged == 1 ? "" : "s", r.nskipped,
 	         m->has_stats ? "" : "; the model has no BN statistics: use --empirical");
-	if (rep)
-		*rep = r;
-	else
-		dfq_step_report_free(&r);
+	model_report_hand(&r, rep);
 	return DFQ_OK;
 }
 
@@ -507,10 +500,7 @@ dfq_status dfq_model_biascorr_empirical(struct dfq_model *m, struct dfq_exec *ex
 	snprintf(r.summary, sizeof r.summary,
 	         "empirical bias correction of %d layer%s over %lld samples", r.nchanged,
 	         r.nchanged == 1 ? "" : "s", (long long)e.samples);
-	if (rep)
-		*rep = r;
-	else
-		dfq_step_report_free(&r);
+	model_report_hand(&r, rep);
 	return DFQ_OK;
 }
 

@@ -740,23 +740,16 @@ dfq_status dfq_model_equalize(struct dfq_model *m, const bool *sel,
 	}
 	free(spread1);
 	eqrun_free(&q, m->nlayers);
-	if (st == DFQ_OK)
-		st = model_refresh(m, err);
-	if (st != DFQ_OK) {
-		dfq_step_report_free(&r);
+	st = model_step_finish(m, &r, st, err);
+	if (st != DFQ_OK)
 		return st;
-	}
-	model_report_count(&r);
 	if (r.nchanged > 0)
 		m->data_stale = true;
 	snprintf(r.summary, sizeof r.summary,
 	         "equalized %d layer pair%s in %d round%s (mean |dW| of the last round %.3g)%s",
 	         r.nchanged, r.nchanged == 1 ? "" : "s", r.rounds, r.rounds == 1 ? "" : "s",
 	         r.last_delta, r.nrows == 0 ? "; no eligible pairs among the targets" : "");
-	if (rep)
-		*rep = r;
-	else
-		dfq_step_report_free(&r);
+	model_report_hand(&r, rep);
 	return DFQ_OK;
 }
 
@@ -898,21 +891,14 @@ dfq_status dfq_model_absorb(struct dfq_model *m, const bool *sel, double n_std,
 	free(c);
 	free(go);
 	free(pairs);
-	if (st == DFQ_OK)
-		st = model_refresh(m, err);
-	if (st != DFQ_OK) {
-		dfq_step_report_free(&r);
+	st = model_step_finish(m, &r, st, err);
+	if (st != DFQ_OK)
 		return st;
-	}
-	model_report_count(&r);
 	snprintf(r.summary, sizeof r.summary,
 	         "absorbed high biases in %d of %d layer pair%s with ReLU (c = max(0, beta - %g "
 	         "|gamma|))%s",
 	         r.nchanged, r.nrows, r.nrows == 1 ? "" : "s", n_std,
 	         m->has_stats ? "" : "; the model has no BN statistics");
-	if (rep)
-		*rep = r;
-	else
-		dfq_step_report_free(&r);
+	model_report_hand(&r, rep);
 	return DFQ_OK;
 }

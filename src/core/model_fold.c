@@ -14,9 +14,42 @@ static float max_abs(const float *x, int64_t n)
 	return m;
 }
 
-static void report_done(struct dfq_step_report *rep, struct dfq_step_report *r)
+/* --- step plumbing shared by the model_*.c steps ------------------------------ */
+
+struct dfq_step_row *model_step_row(const struct dfq_model *m, const bool *sel, int li,
+                                    bool editable_only, struct dfq_step_report *r,
+                                    dfq_status *st, struct dfq_error *err)
 {
+	if (!model_selected(sel, li))
+		return NULL;
+	struct dfq_step_row *row = model_report_row(r, li, err);
+	if (!row) {
+		*st = err ? err->status : DFQ_ERR_NOMEM;
+		return NULL;
+	}
+	const struct dfq_layer *L = &m->layers[li];
+	if (editable_only && !L->editable) {
+		snprintf(row->note, sizeof row->note, "skipped: %s", L->why_fixed);
+		return NULL;
+	}
+	return row;
+}
+
+dfq_status model_step_finish(struct dfq_model *m, struct dfq_step_report *r, dfq_status st,
+                             struct dfq_error *err)
+{
+	if (st == DFQ_OK)
+		st = model_refresh(m, err);
+	if (st != DFQ_OK) {
+		dfq_step_report_free(r);
+		return st;
+	}
 	model_report_count(r);
+	return DFQ_OK;
+}
+
+void model_report_hand(struct dfq_step_report *r, struct dfq_step_report *rep)
+{
 	if (rep)
 		*rep = *r;
 	else
@@ -161,7 +194,8 @@ dfq_status dfq_model_fold(struct dfq_model *m, struct dfq_step_report *rep, stru
 		snprintf(r.summary, sizeof r.summary,
 		         "folded %d BatchNormalization node%s into their layers (%d kept)", nfolded,
 		         nfolded == 1 ? "" : "s", r.nrows - nfolded);
-	report_done(rep, &r);
+	model_report_count(&r);
+	model_report_hand(&r, rep);
 	return DFQ_OK;
 }
 
@@ -220,7 +254,8 @@ dfq_status dfq_model_relu6_to_relu(struct dfq_model *m, const bool *sel,
 	m->data_stale |= stale;
 	snprintf(r.summary, sizeof r.summary, "replaced %d ReLU6 by ReLU%s", r.nrows,
 	         stale ? " (some measured activations reached 6: measure again)" : "");
-	report_done(rep, &r);
+	model_report_count(&r);
+	model_report_hand(&r, rep);
 	return DFQ_OK;
 }
 
@@ -250,17 +285,9 @@ dfq_status dfq_model_clip(struct dfq_model *m, const bool *sel, float lo, float 
 		st = dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory clipping");
 	for (int li = 0; li < m->nlayers && st == DFQ_OK; li++) {
 		struct dfq_layer *L = &m->layers[li];
-		if (!model_selected(sel, li))
-			continue;
-		struct dfq_step_row *row = model_report_row(&r, li, err);
-		if (!row) {
-			st = err ? err->status : DFQ_ERR_NOMEM;
-			break;
-		}
-		if (!L->editable) {
-			snprintf(row->note, sizeof row->note, "skipped: %s", L->why_fixed);
-			continue;
-		}
+		struct dfq_step_row *row = model_step_row(m, sel, li, true, &r, &st, err);
+		if (!row)
+			continue; /* not selected, skipped, or st set (ends the loop) */
 		const struct dfq_tensor *w = m->g->values[L->w_vi].init;
 		const float *x = dfq_tensor_f32(w);
 		int64_t n = 0;
@@ -315,18 +342,11 @@ dfq_status dfq_model_clip(struct dfq_model *m, const bool *sel, float lo, float 
 	for (int li = 0; refs && li < m->nlayers; li++)
 		dfq_tensor_free(refs[li]);
 	free(refs);
-	if (st == DFQ_OK)
-		st = model_refresh(m, err);
-	if (st != DFQ_OK) {
-		dfq_step_report_free(&r);
+	st = model_step_finish(m, &r, st, err);
+	if (st != DFQ_OK)
 		return st;
-	}
-	model_report_count(&r);
 	snprintf(r.summary, sizeof r.summary, "clipped the weights of %d layer%s to [%g, %g]",
 	         r.nchanged, r.nchanged == 1 ? "" : "s", (double)lo, (double)hi);
-	if (rep)
-		*rep = r;
-	else
-		dfq_step_report_free(&r);
+	model_report_hand(&r, rep);
 	return DFQ_OK;
 }

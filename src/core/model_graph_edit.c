@@ -5,15 +5,6 @@
 
 #include "model_internal.h"
 
-static char *dup_str(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *d = malloc(n);
-	if (d)
-		memcpy(d, s, n);
-	return d;
-}
-
 /* Output channels of a Conv/Gemm node that could be a layer and has no
  * bias; 0 when it needs none or is no layer. */
 static int64_t needs_bias(const struct dfq_graph *g, const struct dfq_node *n)
@@ -105,29 +96,6 @@ dfq_status model_add_missing_biases(struct dfq_graph *g, struct dfq_error *err)
 	return DFQ_OK;
 }
 
-/* Free what a node owns (graph.c keeps its own copy of this private). */
-static void node_release(struct dfq_node *n)
-{
-	free(n->name);
-	free(n->op_type);
-	free(n->inputs);
-	free(n->outputs);
-	for (int i = 0; i < n->nattrs; i++) {
-		struct dfq_attr *a = &n->attrs[i];
-		free(a->name);
-		free(a->s);
-		dfq_tensor_free(a->t);
-		free(a->floats);
-		free(a->ints);
-		if (a->strings)
-			for (int k = 0; k < a->n; k++)
-				free(a->strings[k]);
-		free(a->strings);
-	}
-	free(n->attrs);
-	memset(n, 0, sizeof *n);
-}
-
 dfq_status model_refinalize(struct dfq_model *m, struct dfq_error *err)
 {
 	/* The edits keep the order topological and every shape as it was, so
@@ -148,7 +116,7 @@ dfq_status model_remove_nodes(struct dfq_model *m, const bool *kill, struct dfq_
 	int k = 0;
 	for (int ni = 0; ni < g->nnodes; ni++) {
 		if (kill[ni])
-			node_release(&g->nodes[ni]);
+			dfq_node_clear(&g->nodes[ni]);
 		else
 			g->nodes[k++] = g->nodes[ni];
 	}
@@ -165,18 +133,8 @@ void model_clip_to_relu(struct dfq_graph *g, int ni, char *relu_name)
 	free(n->op_type);
 	n->op_type = relu_name;
 	n->ninputs = 1;
-	for (int i = 0; i < n->nattrs; i++) {
-		struct dfq_attr *a = &n->attrs[i];
-		free(a->name);
-		free(a->s);
-		dfq_tensor_free(a->t);
-		free(a->floats);
-		free(a->ints);
-		if (a->strings)
-			for (int s = 0; s < a->n; s++)
-				free(a->strings[s]);
-		free(a->strings);
-	}
+	for (int i = 0; i < n->nattrs; i++)
+		dfq_attr_clear(&n->attrs[i]);
 	free(n->attrs);
 	n->attrs = NULL;
 	n->nattrs = 0;
@@ -248,7 +206,7 @@ struct dfq_graph *model_graph_clone(const struct dfq_graph *s, struct dfq_error 
 	if (!d)
 		return NULL;
 	dfq_status st = DFQ_OK;
-	char *name = dup_str(s->name), *prod = dup_str(s->producer);
+	char *name = strdup(s->name), *prod = strdup(s->producer);
 	d->inputs = malloc((size_t)(s->ninputs ? s->ninputs : 1) * sizeof *d->inputs);
 	d->outputs = malloc((size_t)(s->noutputs ? s->noutputs : 1) * sizeof *d->outputs);
 	if (!name || !prod || !d->inputs || !d->outputs) {

@@ -60,6 +60,26 @@ void model_layer_release(struct dfq_layer *L);
 void model_layer_spread(const struct dfq_model *m, const struct dfq_layer *L, dfq_qscheme range,
                         double *rmin, double *rmax, double *spread);
 
+/* --- model_fold.c ------------------------------------------------------- */
+
+/* Per-layer step plumbing (it would sit beside model_report_row in model.c). */
+
+/* First pass of a step over layer li: NULL when li is not in sel (no row),
+ * else a new row of r (owned by r).  With editable_only, a fixed layer's row
+ * gets "skipped: WHY" and NULL is returned too.  Out of memory: NULL with
+ * *st set from err, so a loop running while *st is DFQ_OK ends. */
+struct dfq_step_row *model_step_row(const struct dfq_model *m, const bool *sel, int li,
+                                    bool editable_only, struct dfq_step_report *r,
+                                    dfq_status *st, struct dfq_error *err);
+/* End of a step that changed the model: when st is DFQ_OK refresh m's
+ * ranges and count r's rows; when st or the refresh failed free r and
+ * return the failure. */
+dfq_status model_step_finish(struct dfq_model *m, struct dfq_step_report *r, dfq_status st,
+                             struct dfq_error *err);
+/* Hand the finished report r to the caller (*rep takes over what r owns) or,
+ * with rep NULL, free it. */
+void model_report_hand(struct dfq_step_report *r, struct dfq_step_report *rep);
+
 /* --- model_graph_edit.c -------------------------------------------------- */
 
 /* Add a zero bias initializer to every Conv/Gemm layer node without one. */

@@ -212,17 +212,9 @@ dfq_status dfq_model_quantize(struct dfq_model *m, const bool *sel, const struct
 	qconfig_str(q, cfg, sizeof cfg);
 	for (int li = 0; li < m->nlayers && st == DFQ_OK; li++) {
 		struct dfq_layer *L = &m->layers[li];
-		if (!model_selected(sel, li))
-			continue;
-		struct dfq_step_row *row = model_report_row(&r, li, err);
-		if (!row) {
-			st = err ? err->status : DFQ_ERR_NOMEM;
-			break;
-		}
-		if (!L->editable) {
-			snprintf(row->note, sizeof row->note, "skipped: %s", L->why_fixed);
-			continue;
-		}
+		struct dfq_step_row *row = model_step_row(m, sel, li, true, &r, &st, err);
+		if (!row)
+			continue; /* not selected, skipped, or st set (ends the loop) */
 		const struct dfq_tensor *w = m->g->values[L->w_vi].init;
 		nq[li] = dfq_tensor_clone(w, err);
 		nqp[li] = malloc((size_t)(q->per_channel ? L->cout : 1) * sizeof **nqp);
@@ -296,10 +288,7 @@ dfq_status dfq_model_quantize(struct dfq_model *m, const bool *sel, const struct
 		         nr, nr == 1 ? "" : "s", nr == 1 ? "s" : "");
 	snprintf(r.summary, sizeof r.summary, "quantized %d layer%s (%s)%s", r.nchanged,
 	         r.nchanged == 1 ? "" : "s", cfg, tail);
-	if (rep)
-		*rep = r;
-	else
-		dfq_step_report_free(&r);
+	model_report_hand(&r, rep);
 	return DFQ_OK;
 }
 
@@ -332,19 +321,12 @@ dfq_status dfq_model_dequantize(struct dfq_model *m, const bool *sel, struct dfq
 	}
 	if (all_selected(m, sel))
 		m->aux_enabled = false;
-	if (st == DFQ_OK)
-		st = model_refresh(m, err);
-	if (st != DFQ_OK) {
-		dfq_step_report_free(&r);
+	st = model_step_finish(m, &r, st, err);
+	if (st != DFQ_OK)
 		return st;
-	}
-	model_report_count(&r);
 	snprintf(r.summary, sizeof r.summary, "%d layer%s back to float", r.nchanged,
 	         r.nchanged == 1 ? "" : "s");
-	if (rep)
-		*rep = r;
-	else
-		dfq_step_report_free(&r);
+	model_report_hand(&r, rep);
 	return DFQ_OK;
 }
 

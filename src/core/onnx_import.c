@@ -38,15 +38,6 @@ static bool is_default_domain(const char *d)
 	return str_empty(d) || strcmp(d, "ai.onnx") == 0;
 }
 
-static char *dup_str(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *d = malloc(n);
-	if (d)
-		memcpy(d, s, n);
-	return d;
-}
-
 /* Version of domain in opset_import, or -1. */
 static int64_t domain_opset(const Onnx__ModelProto *m, const char *domain)
 {
@@ -103,8 +94,8 @@ static dfq_status import_header(struct importer *im, struct dfq_error *err)
 	const char *pv = m->producer_version ? m->producer_version : "";
 	char prod[256];
 	snprintf(prod, sizeof prod, "%s%s%s", pn, (pn[0] && pv[0]) ? " " : "", pv);
-	char *p = dup_str(prod);
-	char *nm = dup_str(m->graph->name ? m->graph->name : "");
+	char *p = strdup(prod);
+	char *nm = strdup(m->graph->name ? m->graph->name : "");
 	if (!p || !nm) {
 		free(p);
 		free(nm);

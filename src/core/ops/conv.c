@@ -38,45 +38,6 @@ static dfq_status read_spatial_ints(struct dfq_node *n, const char *name, int pe
 	return DFQ_OK;
 }
 
-static dfq_status parse_auto_pad(struct dfq_node *n, dfq_auto_pad *out, struct dfq_error *err)
-{
-	const char *s;
-	dfq_status st = ops_attr_string(n, "auto_pad", "NOTSET", &s, err);
-	if (st != DFQ_OK)
-		return st;
-	if (strcmp(s, "NOTSET") == 0 || s[0] == '\0')
-		*out = DFQ_AUTO_PAD_NOTSET;
-	else if (strcmp(s, "SAME_UPPER") == 0)
-		*out = DFQ_AUTO_PAD_SAME_UPPER;
-	else if (strcmp(s, "SAME_LOWER") == 0)
-		*out = DFQ_AUTO_PAD_SAME_LOWER;
-	else if (strcmp(s, "VALID") == 0)
-		*out = DFQ_AUTO_PAD_VALID;
-	else
-		return dfq_error_set(err, DFQ_ERR_PARSE, "Conv node '%s': unknown auto_pad '%s'",
-		                     n->name, s);
-	return DFQ_OK;
-}
-
-/* Kernel sizes, strides and dilations must be positive, pads non-negative. */
-static dfq_status check_window_values(const struct dfq_node *n, const struct dfq_op_params *p,
-                                      struct dfq_error *err)
-{
-	for (int i = 0; i < DFQ_MAX_SPATIAL; i++) {
-		if (p->kernel[i] < 0 || p->strides[i] < 1 || p->dilations[i] < 1)
-			return dfq_error_set(err, DFQ_ERR_PARSE,
-			                     "Conv node '%s': kernel_shape, strides and dilations "
-			                     "must be positive",
-			                     n->name);
-	}
-	for (int i = 0; i < 2 * DFQ_MAX_SPATIAL; i++)
-		if (p->pads[i] < 0)
-			return dfq_error_set(err, DFQ_ERR_UNSUPPORTED,
-			                     "Conv node '%s': negative pads are not supported",
-			                     n->name);
-	return DFQ_OK;
-}
-
 dfq_status op_conv_parse(OP_PARSE_ARGS)
 {
 	struct dfq_op_params *p = &n->p;
@@ -98,9 +59,10 @@ dfq_status op_conv_parse(OP_PARSE_ARGS)
 		return dfq_error_set(err, DFQ_ERR_PARSE,
 		                     "Conv node '%s': group %" PRId64 " must be at least 1",
 		                     n->name, p->group);
-	if ((st = parse_auto_pad(n, &p->auto_pad, err)) != DFQ_OK)
+	if ((st = ops_parse_auto_pad(n, &p->auto_pad, err)) != DFQ_OK)
 		return st;
-	return check_window_values(n, p, err);
+	/* all axes: p->nspatial may still be 0 (unknown); unset axes hold the defaults */
+	return ops_check_window(n, p, DFQ_MAX_SPATIAL, 0, err);
 }
 
 /* Ranks and channel counts of X, W and B agree (unknown dims are let through). */

@@ -63,6 +63,15 @@ dfq_status ops_spatial_resolve(const struct dfq_op_params *p, int nsp, const int
 			       const int64_t *kernel, bool ceil_mode, int64_t *pads_out,
 			       int64_t *out_sp, struct dfq_error *err);
 
+/* Conv/pool auto_pad attribute ("NOTSET" when absent or empty); DFQ_ERR_PARSE
+ * naming the node for an unknown value. */
+dfq_status ops_parse_auto_pad(const struct dfq_node *n, dfq_auto_pad *out, struct dfq_error *err);
+/* Check the first nsp axes of p's window: kernel sizes at least min_kernel
+ * (Conv passes 0, "take it from W"), strides and dilations at least 1
+ * (DFQ_ERR_PARSE), pads (2 * nsp values) not negative (DFQ_ERR_UNSUPPORTED). */
+dfq_status ops_check_window(const struct dfq_node *n, const struct dfq_op_params *p, int nsp,
+			    int64_t min_kernel, struct dfq_error *err);
+
 /* Attribute readers with defaults: they fail (DFQ_ERR_PARSE, naming the node
  * and attribute) when the attribute exists with the wrong type. */
 dfq_status ops_attr_int(const struct dfq_node *n, const char *name, int64_t def, int64_t *out,

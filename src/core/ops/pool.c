@@ -28,26 +28,6 @@ static dfq_status read_axis_ints(struct dfq_node *n, const char *name, int per_a
 	return DFQ_OK;
 }
 
-static dfq_status parse_auto_pad(struct dfq_node *n, dfq_auto_pad *out, struct dfq_error *err)
-{
-	const char *s;
-	dfq_status st = ops_attr_string(n, "auto_pad", "NOTSET", &s, err);
-	if (st != DFQ_OK)
-		return st;
-	if (strcmp(s, "NOTSET") == 0 || s[0] == '\0')
-		*out = DFQ_AUTO_PAD_NOTSET;
-	else if (strcmp(s, "SAME_UPPER") == 0)
-		*out = DFQ_AUTO_PAD_SAME_UPPER;
-	else if (strcmp(s, "SAME_LOWER") == 0)
-		*out = DFQ_AUTO_PAD_SAME_LOWER;
-	else if (strcmp(s, "VALID") == 0)
-		*out = DFQ_AUTO_PAD_VALID;
-	else
-		return dfq_error_set(err, DFQ_ERR_PARSE, "%s node '%s': unknown auto_pad '%s'",
-		                     n->op_type, n->name, s);
-	return DFQ_OK;
-}
-
 /* kernel_shape is required and fixes the spatial rank. */
 static dfq_status parse_kernel(struct dfq_node *n, struct dfq_op_params *p, struct dfq_error *err)
 {
@@ -103,24 +83,6 @@ static dfq_status parse_dilations(struct dfq_node *n, struct dfq_op_params *p,
 	return DFQ_OK;
 }
 
-static dfq_status check_values(const struct dfq_node *n, const struct dfq_op_params *p,
-                               struct dfq_error *err)
-{
-	for (int i = 0; i < p->nspatial; i++)
-		if (p->kernel[i] < 1 || p->strides[i] < 1 || p->dilations[i] < 1)
-			return dfq_error_set(
-			    err, DFQ_ERR_PARSE,
-			    "%s node '%s': kernel_shape, strides and dilations must "
-			    "be positive",
-			    n->op_type, n->name);
-	for (int i = 0; i < 2 * p->nspatial; i++)
-		if (p->pads[i] < 0)
-			return dfq_error_set(err, DFQ_ERR_UNSUPPORTED,
-			                     "%s node '%s': negative pads are not supported",
-			                     n->op_type, n->name);
-	return DFQ_OK;
-}
-
 dfq_status op_pool_parse(OP_PARSE_ARGS)
 {
 	struct dfq_op_params *p = &n->p;
@@ -135,12 +97,12 @@ dfq_status op_pool_parse(OP_PARSE_ARGS)
 	if ((st = parse_kernel(n, p, err)) ||
 	    (st = read_axis_ints(n, "strides", 1, p->nspatial, p->strides, err)) ||
 	    (st = read_axis_ints(n, "pads", 2, p->nspatial, p->pads, err)) ||
-	    (st = parse_auto_pad(n, &p->auto_pad, err)) || (st = parse_dilations(n, p, err)) ||
+	    (st = ops_parse_auto_pad(n, &p->auto_pad, err)) || (st = parse_dilations(n, p, err)) ||
 	    (st = parse_flag(n, "ceil_mode", 10, &p->ceil_mode, err)))
 		return st;
 	if (!is_max(n) && (st = parse_flag(n, "count_include_pad", 7, &p->count_include_pad, err)))
 		return st;
-	return check_values(n, p, err);
+	return ops_check_window(n, p, p->nspatial, 1, err);
 }
 
 /* Output spatial sizes and resolved pads.  Explicit pads as wide as the window would make

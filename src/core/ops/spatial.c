@@ -254,3 +254,41 @@ dfq_status ops_spatial_resolve(const struct dfq_op_params *p, int nsp, const int
 	}
 	return DFQ_OK;
 }
+
+dfq_status ops_parse_auto_pad(const struct dfq_node *n, dfq_auto_pad *out, struct dfq_error *err)
+{
+	const char *s;
+	dfq_status st = ops_attr_string(n, "auto_pad", "NOTSET", &s, err);
+	if (st != DFQ_OK)
+		return st;
+	if (strcmp(s, "NOTSET") == 0 || s[0] == '\0')
+		*out = DFQ_AUTO_PAD_NOTSET;
+	else if (strcmp(s, "SAME_UPPER") == 0)
+		*out = DFQ_AUTO_PAD_SAME_UPPER;
+	else if (strcmp(s, "SAME_LOWER") == 0)
+		*out = DFQ_AUTO_PAD_SAME_LOWER;
+	else if (strcmp(s, "VALID") == 0)
+		*out = DFQ_AUTO_PAD_VALID;
+	else
+		return dfq_error_set(err, DFQ_ERR_PARSE, "%s node '%s': unknown auto_pad '%s'",
+		                     n->op_type, n->name, s);
+	return DFQ_OK;
+}
+
+dfq_status ops_check_window(const struct dfq_node *n, const struct dfq_op_params *p, int nsp,
+                            int64_t min_kernel, struct dfq_error *err)
+{
+	for (int i = 0; i < nsp; i++)
+		if (p->kernel[i] < min_kernel || p->strides[i] < 1 || p->dilations[i] < 1)
+			return dfq_error_set(
+			    err, DFQ_ERR_PARSE,
+			    "%s node '%s': kernel_shape, strides and dilations must "
+			    "be positive",
+			    n->op_type, n->name);
+	for (int i = 0; i < 2 * nsp; i++)
+		if (p->pads[i] < 0)
+			return dfq_error_set(err, DFQ_ERR_UNSUPPORTED,
+			                     "%s node '%s': negative pads are not supported",
+			                     n->op_type, n->name);
+	return DFQ_OK;
+}
