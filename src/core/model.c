@@ -259,15 +259,6 @@ void dfq_model_free(struct dfq_model *m)
 
 /* --- discovery ------------------------------------------------------------ */
 
-static char *dup_str(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *d = malloc(n);
-	if (d)
-		memcpy(d, s, n);
-	return d;
-}
-
 /* For each value: the node that reads it when exactly one node input does
  * and it is not a graph output; -1 otherwise. */
 static int *only_consumers(const struct dfq_graph *g, struct dfq_error *err)
@@ -449,7 +440,7 @@ static void layer_alias(struct dfq_layer *L, const struct dfq_graph *g)
 			L->alias[n - sfx] = '\0';
 		}
 	} else {
-		L->alias = dup_str(L->name);
+		L->alias = strdup(L->name);
 	}
 }
 
@@ -479,7 +470,7 @@ static bool find_layer_at(const struct dfq_graph *g, const int *oc, int ni, stru
 	L->editable = g->values[L->w_vi].nconsumers == 1 &&
 	              (L->b_vi < 0 || g->values[L->b_vi].nconsumers == 1);
 	L->why_fixed = L->editable ? NULL : "its weight or bias is shared with another node";
-	L->name = dup_str(n->name);
+	L->name = strdup(n->name);
 	layer_alias(L, g);
 	if (!L->name || !L->alias) {
 		*nomem = true;
@@ -804,7 +795,7 @@ static dfq_status clone_layer(struct dfq_layer *d, const struct dfq_layer *s, st
 	d->wq = d->w_ref = d->b_run_q = d->b_run_fp = NULL;
 	d->wqp = NULL;
 	size_t fc = (size_t)s->cout * sizeof(float);
-	bool ok = (d->name = dup_str(s->name)) && (d->alias = dup_str(s->alias));
+	bool ok = (d->name = strdup(s->name)) && (d->alias = strdup(s->alias));
 #define CLONE_F(f)                                                                                 \
 	if (ok && s->f) {                                                                          \
 		d->f = malloc(fc);                                                                 \
