@@ -858,13 +858,20 @@ static int64_t fused_whole_chain(const struct dfq_graph *g, const struct chain_c
 	return found;
 }
 
+/* Random inputs of a batch of n for the case: x, and the residual r when it has an Add. */
+static void case_inputs(const struct chain_case *cc, int64_t n, struct dfq_tensor **in)
+{
+	int64_t xd[4] = {n, cc->c, cc->h, cc->w};
+	int64_t rd[4] = {n, cc->m, out_len(cc, cc->h, cc->kh), out_len(cc, cc->w, cc->kw)};
+	in[0] = rand_tensor(4, xd);
+	in[1] = cc->add ? rand_tensor(4, rd) : NULL;
+}
+
 static void run_chain_case(const struct chain_case *cc, int64_t n, const char *what)
 {
 	struct dfq_graph *g = chain_graph(cc);
-	int64_t xd[4] = {n, cc->c, cc->h, cc->w};
-	int64_t rd[4] = {n, cc->m, out_len(cc, cc->h, cc->kh), out_len(cc, cc->w, cc->kw)};
-	struct dfq_tensor *in[2] = {rand_tensor(4, xd), cc->add ? rand_tensor(4, rd) : NULL};
-	struct dfq_tensor *ref[2], *got[2];
+	struct dfq_tensor *in[2], *ref[2], *got[2];
+	case_inputs(cc, n, in);
 	run_graph(g, false, 1, in, ref);
 	for (int generic = 0; generic < 2; generic++) {
 		fused_force_generic(generic);
@@ -1131,10 +1138,8 @@ static void assert_quant_close(const struct dfq_tensor *ref, const struct dfq_te
 static void run_quant_case(const struct chain_case *cc, int64_t n, const char *what)
 {
 	struct dfq_graph *g = chain_graph(cc);
-	int64_t xd[4] = {n, cc->c, cc->h, cc->w};
-	int64_t rd[4] = {n, cc->m, out_len(cc, cc->h, cc->kh), out_len(cc, cc->w, cc->kw)};
-	struct dfq_tensor *in[2] = {rand_tensor(4, xd), cc->add ? rand_tensor(4, rd) : NULL};
-	struct dfq_tensor *ref[2], *got[2];
+	struct dfq_tensor *in[2], *ref[2], *got[2];
+	case_inputs(cc, n, in);
 	struct dfq_error err;
 	struct dfq_exec_opts o;
 	dfq_exec_opts_default(&o);
