@@ -1044,7 +1044,8 @@ struct dwm_job {
 	int64_t yld, yoff;
 };
 
-/* The epilogue after act1 and q1 for one vector of outputs at y + q (len lanes exist). */
+/* The epilogue after act1 and q1 for one vector of outputs q (len lanes exist),
+ * stored at y + yq. */
 #define DWM_STORE(acc, q, yq, len)                                                                    \
 	do {                                                                                       \
 		if ((len) == VL) {                                                                 \
@@ -1618,11 +1619,12 @@ void fused_cnhw_to_nchw(const float *src, float *dst, int64_t n, int64_t c, int6
 /* --- a depthwise convolution and the 1x1 convolution that reads it ------------------------ */
 
 /* In a MobileNetV2 block the depthwise output is read once, by the 1x1
- * projection.  Written whole and read back, it makes the round trip through
- * L3 for a part of 16 images (over a megabyte at 14x14x144); computed for a
- * block of columns (output pixels of all images) at a time into a buffer that
- * stays in L2, and multiplied by the projection's weights right away, it does
- * not.  The buffer also gives the micro-kernel B rows a short stride apart. */
+ * projection.  Written whole and read back, it is over a megabyte for a part
+ * of 16 images at 14x14x144, which does not stay in L2 next to the block's
+ * input; computed for a block of columns (output pixels of all images) at a
+ * time into a small buffer and multiplied by the projection's weights right
+ * away, it does.  The buffer also gives the micro-kernel B rows that are
+ * 64-byte aligned and a short stride apart. */
 
 /* Floats of a block buffer (all depthwise channels of its columns) at most,
  * unless that is less than one block of DWPW_UNIT columns. */
