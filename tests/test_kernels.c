@@ -1200,6 +1200,166 @@ static void test_fused_quant(void **state)
 	run_quant_case(&chain_cases[2], 40, "quantized, sub-batches");
 }
 
+/* MobileNetV2's block: X -> Conv 1x1 + Relu -> depthwise 3x3 + BN + Clip 0..6 -> "d" ->
+ * Conv 1x1 + BN [+ Add(X)] -> Y, and GlobalAveragePool(Y) -> P.  The plan runs
+ * the depthwise chain and the 1x1 chain reading it together, block of columns
+ * by block (fused_dw_pw_run), except when profiling. */
+struct dwpw_case {
+	int64_t c, e, o, h, w, s; /* input, expanded and output channels; size; dw stride */
+	bool add;                 /* Y += X (o == c, s == 1) */
+};
+
+static struct dfq_graph *dwpw_graph(const struct dwpw_case *dc)
+{
+	struct dfq_error err;
+	struct dfq_graph *g = dfq_graph_new(&err);
+	assert_non_null(g);
+	int64_t xd[4] = {-1, dc->c, dc->h, dc->w};
+	g_input(g, "x", xd);
+	int64_t w0[4] = {dc->e, dc->c, 1, 1}, w1[4] = {dc->e, 1, 3, 3}, w2[4] = {dc->o, dc->e, 1, 1};
+	int64_t ed[1] = {dc->e}, od[1] = {dc->o};
+	g_init(g, "w0", 4, w0, false);
+	g_init(g, "w1", 4, w1, false);
+	g_init(g, "w2", 4, w2, false);
+	const char *c0[2] = {"x", "w0"};
+	g_node(g, "conv0", "Conv", 13, 2, c0, "t0");
+	const char *r0[1] = {"t0"};
+	g_node(g, "relu0", "Relu", 13, 1, r0, "t");
+	const char *c1[2] = {"t", "w1"};
+	int ni = g_node(g, "dw", "Conv", 13, 2, c1, "d0");
+	g_ints(g, ni, "kernel_shape", 2, 3, 3);
+	g_ints(g, ni, "strides", 2, dc->s, dc->s);
+	int64_t pads[4] = {1, 1, 1, 1};
+	struct dfq_attr pa = {.name = "pads", .type = DFQ_ATTR_INTS, .n = 4, .ints = pads};
+	assert_int_equal(dfq_graph_node_add_attr(g, ni, &pa, &err), DFQ_OK);
+	g_attr_int(g, ni, "group", dc->e);
+	const char *bn_names[2][4] = {{"s1", "b1", "m1", "v1"}, {"s2", "b2", "m2", "v2"}};
+	for (int k = 0; k < 2; k++)
+		for (int i = 0; i < 4; i++)
+			g_init(g, bn_names[k][i], 1, k ? od : ed, i == 3);
+	const char *b1[5] = {"d0", "s1", "b1", "m1", "v1"};
+	g_node(g, "bn1", "BatchNormalization", 13, 5, b1, "d1");
+	add_act(g, ACT_CLIP6, "clip1", "d1", "d");
+	const char *c2[2] = {"d", "w2"};
+	g_node(g, "pw", "Conv", 13, 2, c2, "y0");
+	const char *b2[5] = {"y0", "s2", "b2", "m2", "v2"};
+	g_node(g, "bn2", "BatchNormalization", 13, 5, b2, dc->add ? "y1" : "y");
+	if (dc->add) {
+		const char *ai[2] = {"x", "y1"};
+		g_node(g, "add", "Add", 13, 2, ai, "y");
+	}
+	const char *gi[1] = {"y"};
+	g_node(g, "gap", "GlobalAveragePool", 13, 1, gi, "p");
+	g_output(g, "y");
+	g_output(g, "p");
+	if (dfq_graph_finalize(g, &err) != DFQ_OK)
+		fail_msg("finalize: %s", err.msg);
+	return g;
+}
+
+/* Fake-quantize the paired depthwise output d and the block's output y. */
+static void set_dwpw_quants(struct dfq_exec *ex, const struct dfq_graph *g)
+{
+	const char *names[2] = {"d", "y"};
+	const float lo[2] = {0.0f, -4.0f}, hi[2] = {6.0f, 5.0f};
+	struct dfq_error err;
+	for (int i = 0; i < 2; i++) {
+		struct dfq_qparams q;
+		assert_int_equal(dfq_qparams_make(8, DFQ_QSCHEME_ASYM, lo[i], hi[i], &q, &err),
+		                 DFQ_OK);
+		int vi = dfq_graph_find_value(g, names[i]);
+		assert_true(vi >= 0);
+		if (dfq_exec_set_quant(ex, vi, &q, &err) != DFQ_OK)
+			fail_msg("set_quant %s: %s", names[i], err.msg);
+	}
+}
+
+/* The fast path on in: the outputs of a run without and (the steps one by
+ * one, unpaired) with the profile. */
+static void run_dwpw_fast(const struct dfq_graph *g, int threads, bool quant,
+                          struct dfq_tensor *const *in, struct dfq_tensor **got,
+                          struct dfq_tensor **apart)
+{
+	struct dfq_error err;
+	struct dfq_exec_opts o;
+	dfq_exec_opts_default(&o);
+	o.fast = true;
+	o.nthreads = threads;
+	struct dfq_exec *ex = dfq_exec_new(g, &o, &err);
+	assert_non_null(ex);
+	if (quant)
+		set_dwpw_quants(ex, g);
+	assert_int_equal(dfq_exec_run(ex, in, got, &err), DFQ_OK);
+	dfq_exec_set_profile(ex, true);
+	assert_int_equal(dfq_exec_run(ex, in, apart, &err), DFQ_OK);
+	dfq_exec_free(ex);
+}
+
+static void assert_same(const struct dfq_tensor *a, const struct dfq_tensor *b, const char *what)
+{
+	assert_true(dfq_tensor_same_shape(a, b));
+	if (memcmp(a->data, b->data, (size_t)a->numel * sizeof(float)) != 0)
+		fail_msg("%s: paired and unpaired runs differ", what);
+}
+
+/* Paired, the block gives the oracle's results (float), and with AVX-512
+ * exactly the unpaired fast path's (float and quantized: the same kernels
+ * summing in the same order, only the depthwise output's place differs). */
+static void test_fused_dw_pw(void **state)
+{
+	static const struct dwpw_case cases[] = {
+	    /* c, e, o, h, w, s, add */
+	    {8, 24, 8, 7, 7, 1, true},
+	    {6, 18, 10, 14, 14, 2, false}, /* 18: a group of channels short */
+	    {4, 36, 4, 9, 11, 1, true},
+	    {16, 144, 24, 14, 14, 1, false}, /* several column blocks, the last short */
+	};
+	static const int64_t batches[] = {1, 5, 40};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct dfq_graph *g = dwpw_graph(&cases[i]);
+		for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
+			int64_t n = batches[b];
+			int64_t xd[4] = {n, cases[i].c, cases[i].h, cases[i].w};
+			struct dfq_tensor *in[1] = {rand_tensor(4, xd)};
+			struct dfq_tensor *ref[2], *got[2], *apart[2];
+			run_graph(g, false, 1, in, ref);
+			for (int generic = 0; generic < 2; generic++) {
+				fused_force_generic(generic);
+				for (int threads = 1; threads <= 2; threads++) {
+					for (int quant = 0; quant < 2; quant++) {
+						char msg[256];
+						snprintf(msg, sizeof msg,
+						         "dw+1x1 case %zu (batch %lld, %s, %d threads%s)",
+						         i, (long long)n, fused_isa(), threads,
+						         quant ? ", quantized" : "");
+						run_dwpw_fast(g, threads, quant, in, got, apart);
+						if (!quant) {
+							assert_close(ref[0], got[0], msg);
+							assert_close(ref[1], got[1], msg);
+						}
+						/* only the AVX-512 kernels pair (the others
+						 * go through the BLAS, whose sums depend on
+						 * how the threads share the columns out) */
+						if (!generic) {
+							assert_same(apart[0], got[0], msg);
+							assert_same(apart[1], got[1], msg);
+						}
+						for (int k = 0; k < 2; k++) {
+							dfq_tensor_free(got[k]);
+							dfq_tensor_free(apart[k]);
+						}
+					}
+				}
+			}
+			fused_force_generic(false);
+			dfq_tensor_free(ref[0]);
+			dfq_tensor_free(ref[1]);
+			dfq_tensor_free(in[0]);
+		}
+		dfq_graph_free(g);
+	}
+}
+
 /* What dfq_exec_set_quant refuses, and that removing a grid restores float. */
 static void test_exec_quant_args(void **state)
 {
@@ -1274,6 +1434,7 @@ int main(void)
 	    cmocka_unit_test(test_fused_hook),
 	    cmocka_unit_test(test_fused_sub_batches),
 	    cmocka_unit_test(test_fused_quant),
+	    cmocka_unit_test(test_fused_dw_pw),
 	    cmocka_unit_test(test_exec_quant_args),
 	};
 	DFQ_RUN_TESTS(tests);

@@ -58,6 +58,10 @@ struct step {
 	int node; /* NODE: the node; CONV: the Conv */
 	int pos;  /* the node index it runs at */
 	struct chain ch;
+	/* CONV, depthwise: the next step is a Conv chain that alone reads this
+	 * one's output; they run together (fused_dw_pw_run) when the kernels can
+	 * (a 1x1 convolution, as MobileNetV2's projection) */
+	bool pair_next;
 };
 
 /* One buffer of the arena: FUSED_GUARD floats, cap bytes of data, FUSED_GUARD
@@ -109,8 +113,10 @@ struct dfq_plan {
 	int nbufs, capbufs;
 	float *scratch; /* owned, 64-byte aligned */
 	size_t scratch_cap;
-	float *epi; /* owned: a chain's per-channel scale and bias */
-	size_t epi_cap;
+	/* owned: a chain's per-channel scale and bias; two chains' when a pair of
+	 * steps runs together */
+	float *epi[2];
+	size_t epi_cap[2];
 	struct mask_entry *masks; /* owned, per geometry */
 	int nmasks;
 	struct dfq_prof_entry *prof; /* owned, one per step of the last plan */
@@ -465,6 +471,7 @@ static dfq_status plan_build(struct dfq_plan *p, const struct dfq_plan_env *env,
 		if (p->used[ni])
 			continue;
 		struct step *s = &p->steps[p->nsteps++];
+		s->pair_next = false;
 		bool dw;
 		if (conv_eligible(g, n, &dw)) {
 			p->used[ni] = true;
@@ -478,6 +485,16 @@ static dfq_status plan_build(struct dfq_plan *p, const struct dfq_plan_env *env,
 	qsort(p->steps, (size_t)p->nsteps, sizeof *p->steps, step_cmp);
 	for (int i = 0; i < p->nsteps; i++)
 		count_step_reads(g, &p->steps[i], p->refs0);
+	/* a depthwise chain whose output only the next step, a Conv chain, reads
+	 * as its input (MobileNetV2's depthwise conv and 1x1 projection) */
+	for (int i = 0; i + 1 < p->nsteps; i++) {
+		struct step *s = &p->steps[i];
+		const struct step *t = &p->steps[i + 1];
+		int out = s->ch.out_vi;
+		s->pair_next = s->kind == STEP_CONV && s->ch.depthwise && s->ch.res_vi < 0 &&
+		               t->kind == STEP_CONV && !t->ch.depthwise && t->ch.x_vi == out &&
+		               p->refs0[out] == 1 && !p->keep[out];
+	}
 	return DFQ_OK;
 }
 
@@ -500,7 +517,8 @@ void dfq_plan_free(struct dfq_plan *p)
 		free(p->bufs[i].p);
 	free(p->bufs);
 	free(p->scratch);
-	free(p->epi);
+	free(p->epi[0]);
+	free(p->epi[1]);
 	for (int i = 0; i < p->nmasks; i++)
 		free(p->masks[i].buf);
 	free(p->masks);
@@ -566,9 +584,10 @@ static void act_bounds(const struct dfq_graph *g, const struct dfq_plan_env *env
 
 /* The epilogue of chain c for m output channels, with the current constants:
  * BatchNormalization's affine map (computed in double as batchnorm.c does),
- * the conv bias folded into it, and the activations' bounds. */
+ * the conv bias folded into it, and the activations' bounds.  Its arrays are
+ * p->epi[slot]'s (one slot per chain of a pair of steps). */
 static dfq_status chain_epi(struct dfq_plan *p, const struct dfq_plan_env *env,
-                            const struct chain *c, int64_t m, struct fused_epi *e,
+                            const struct chain *c, int slot, int64_t m, struct fused_epi *e,
                             struct dfq_error *err)
 {
 	const struct dfq_graph *g = p->g;
@@ -576,11 +595,11 @@ static dfq_status chain_epi(struct dfq_plan *p, const struct dfq_plan_env *env,
 	memset(e, 0, sizeof *e);
 	e->bias = bt ? dfq_tensor_f32(bt) : NULL;
 	if (c->bn >= 0) {
-		if ((size_t)(2 * m) > p->epi_cap) {
-			free(p->epi);
-			p->epi = malloc((size_t)(2 * m) * sizeof *p->epi);
-			p->epi_cap = p->epi ? (size_t)(2 * m) : 0;
-			if (!p->epi)
+		if ((size_t)(2 * m) > p->epi_cap[slot]) {
+			free(p->epi[slot]);
+			p->epi[slot] = malloc((size_t)(2 * m) * sizeof *p->epi[slot]);
+			p->epi_cap[slot] = p->epi[slot] ? (size_t)(2 * m) : 0;
+			if (!p->epi[slot])
 				return dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory");
 		}
 		const struct dfq_node *bn = &g->nodes[c->bn];
@@ -588,7 +607,7 @@ static dfq_status chain_epi(struct dfq_plan *p, const struct dfq_plan_env *env,
 		const float *bet = dfq_tensor_f32(const_data(g, env, bn->inputs[2]));
 		const float *mean = dfq_tensor_f32(const_data(g, env, bn->inputs[3]));
 		const float *var = dfq_tensor_f32(const_data(g, env, bn->inputs[4]));
-		float *sc = p->epi, *bi = p->epi + m;
+		float *sc = p->epi[slot], *bi = p->epi[slot] + m;
 		for (int64_t o = 0; o < m; o++) {
 			double a = (double)gam[o] / sqrt((double)var[o] + (double)bn->p.epsilon);
 			double b0 = e->bias ? e->bias[o] : 0.0;
@@ -891,10 +910,13 @@ static dfq_status run_node_step(struct dfq_plan *p, const struct dfq_plan_env *e
 	return DFQ_OK;
 }
 
-/* Run a fused chain.  Sets *fallback (and returns DFQ_OK) when the data at
- * hand are not what the plan expected. */
-static dfq_status run_conv_step(struct dfq_plan *p, const struct dfq_plan_env *env,
-                                const struct step *s, bool *fallback, struct dfq_error *err)
+/* Set up *cv for the fused chain of step s: its input (and residual) in
+ * CNHW, its output allocated, its epilogue in p->epi[slot], its masks.  Sets
+ * *fallback (and returns DFQ_OK) when the data at hand are not what the plan
+ * expected. */
+static dfq_status conv_prepare(struct dfq_plan *p, const struct dfq_plan_env *env,
+                               const struct step *s, int slot, struct fused_conv *cv,
+                               bool *fallback, struct dfq_error *err)
 {
 	const struct dfq_graph *g = p->g;
 	const struct chain *c = &s->ch;
@@ -946,7 +968,7 @@ static dfq_status run_conv_step(struct dfq_plan *p, const struct dfq_plan_env *e
 	    (st = val_alloc(p, c->out_vi, &ys, true, err)) != DFQ_OK)
 		return dfq_node_name_error(err, n, st);
 
-	struct fused_conv cv = {
+	*cv = (struct fused_conv){
 	    .n = xs.dims[0],
 	    .c = xs.dims[1],
 	    .h = xs.dims[2],
@@ -967,24 +989,79 @@ static dfq_status run_conv_step(struct dfq_plan *p, const struct dfq_plan_env *e
 	    .wt = dfq_tensor_f32(wt),
 	    .y = dfq_tensor_f32(&p->vals[c->out_vi].t),
 	};
-	if ((st = chain_epi(p, env, c, cv.m, &cv.epi, err)) != DFQ_OK)
+	if ((st = chain_epi(p, env, c, slot, cv->m, &cv->epi, err)) != DFQ_OK)
 		return dfq_node_name_error(err, n, st);
 	if (c->res_vi >= 0)
-		cv.epi.res = dfq_tensor_f32(&p->vals[c->res_vi].t);
-	size_t mbytes = fused_conv_masks_size(&cv);
-	if (mbytes && !(cv.masks = plan_masks(p, &cv, mbytes)))
+		cv->epi.res = dfq_tensor_f32(&p->vals[c->res_vi].t);
+	size_t mbytes = fused_conv_masks_size(cv);
+	if (mbytes && !(cv->masks = plan_masks(p, cv, mbytes)))
 		return dfq_error_set(err, DFQ_ERR_NOMEM, "Conv node '%s': out of memory", n->name);
-	int nthreads = dfq_pool_size(env->pool);
-	int64_t need = fused_conv_scratch(&cv, nthreads);
-	if ((st = need_scratch(p, (size_t)need, err)) != DFQ_OK)
-		return dfq_node_name_error(err, n, st);
-	fused_conv_run(&cv, env->pool, p->scratch);
+	return DFQ_OK;
+}
 
+/* The reads of step s's chain done. */
+static void conv_done(struct dfq_plan *p, const struct step *s)
+{
+	const struct chain *c = &s->ch;
 	release(p, c->x_vi);
 	if (c->res_vi >= 0)
 		release(p, c->res_vi);
 	if (p->refs[c->out_vi] == 0 && !p->keep[c->out_vi])
 		val_drop(p, c->out_vi);
+}
+
+/* Run a fused chain; *fallback as conv_prepare. */
+static dfq_status run_conv_step(struct dfq_plan *p, const struct dfq_plan_env *env,
+                                const struct step *s, bool *fallback, struct dfq_error *err)
+{
+	struct fused_conv cv;
+	dfq_status st = conv_prepare(p, env, s, 0, &cv, fallback, err);
+	if (st != DFQ_OK || *fallback)
+		return st;
+	int64_t need = fused_conv_scratch(&cv, dfq_pool_size(env->pool));
+	if ((st = need_scratch(p, (size_t)need, err)) != DFQ_OK)
+		return dfq_node_name_error(err, &p->g->nodes[s->ch.conv], st);
+	fused_conv_run(&cv, env->pool, p->scratch);
+	conv_done(p, s);
+	return DFQ_OK;
+}
+
+/* Run the depthwise chain of step s and the 1x1 chain of step t that reads
+ * its output (s->pair_next) together, or one after the other where the
+ * kernels cannot pair them.  The depthwise output keeps its buffer either way
+ * (the 1x1 chain is set up reading it), but the paired kernels never touch it. */
+static dfq_status run_conv_pair(struct dfq_plan *p, const struct dfq_plan_env *env,
+                                const struct step *s, const struct step *t, bool *fallback,
+                                struct dfq_error *err)
+{
+	struct fused_conv dw, pw;
+	dfq_status st = conv_prepare(p, env, s, 0, &dw, fallback, err);
+	if (st != DFQ_OK || *fallback)
+		return st;
+	st = conv_prepare(p, env, t, 1, &pw, fallback, err);
+	if (st != DFQ_OK || *fallback)
+		return st;
+	/* the mask cache may have started over for pw's: look dw's up again */
+	size_t mbytes = fused_conv_masks_size(&dw);
+	if (mbytes && !(dw.masks = plan_masks(p, &dw, mbytes)))
+		return dfq_error_set(err, DFQ_ERR_NOMEM, "Conv node '%s': out of memory",
+		                     p->g->nodes[s->ch.conv].name);
+	int nthreads = dfq_pool_size(env->pool);
+	bool paired = fused_dw_pw_ok(&dw, &pw, nthreads);
+	int64_t need = paired ? fused_dw_pw_scratch(&dw, &pw, nthreads)
+	                      : fused_conv_scratch(&dw, nthreads);
+	if (!paired && fused_conv_scratch(&pw, nthreads) > need)
+		need = fused_conv_scratch(&pw, nthreads);
+	if ((st = need_scratch(p, (size_t)need, err)) != DFQ_OK)
+		return dfq_node_name_error(err, &p->g->nodes[s->ch.conv], st);
+	if (paired) {
+		fused_dw_pw_run(&dw, &pw, env->pool, p->scratch);
+	} else {
+		fused_conv_run(&dw, env->pool, p->scratch);
+		fused_conv_run(&pw, env->pool, p->scratch);
+	}
+	conv_done(p, s);
+	conv_done(p, t);
 	return DFQ_OK;
 }
 
@@ -1174,7 +1251,11 @@ static dfq_status run_steps(struct dfq_plan *p, const struct dfq_plan_env *env,
 	for (int i = 0; i < p->nsteps && st == DFQ_OK && !*fallback; i++) {
 		const struct step *s = &p->steps[i];
 		double t0 = env->profile ? now() : 0.0;
-		if (s->kind == STEP_CONV)
+		/* not when profiling, which times the steps one by one */
+		if (s->kind == STEP_CONV && s->pair_next && !env->profile) {
+			st = run_conv_pair(p, env, s, s + 1, fallback, err);
+			i++;
+		} else if (s->kind == STEP_CONV)
 			st = run_conv_step(p, env, s, fallback, err);
 		else
 			st = run_node_step(p, env, s, err);

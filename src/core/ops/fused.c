@@ -65,6 +65,8 @@ typedef int v16i __attribute__((vector_size(64)));
 /* Vectors per step of the depthwise loop (independent sums hide the FMA
  * latency); the last step reads up to this many vectors past its end. */
 #define DWM_NV 4
+/* Channels per step of the AVX-512 depthwise loop: they share the lane masks. */
+#define DWM_CG 4
 
 /* --- ISA selection --------------------------------------------------------------------- */
 
@@ -926,17 +928,16 @@ static void gemm_segs(const struct gemm_plan *gp, int64_t jt, int nv, int lanes,
 	*nseg = sm->ntaps;
 }
 
-/* One task through the micro-kernel.  Lanes past the last column are computed
- * and never stored: a plain GEMM's loads there read the im2col block's
- * padding or the input's next row or guard, the masked loads of an implicit
- * GEMM read nothing. */
-TARGET_AVX512 static void gemm_own(const struct gemm_plan *gp, int64_t j0, int64_t j1, int64_t m0,
-                                   int64_t m1, int tid)
+/* Columns [j0, j1) and rows [m0, m1) through the micro-kernel, B read from b
+ * (row stride ldb, b at column j0; NULL for an implicit GEMM).  Lanes past
+ * the last column are computed and never stored: a plain GEMM's loads there
+ * read the B block's padding or the input's next row or guard, the masked
+ * loads of an implicit GEMM read nothing. */
+TARGET_AVX512 static void gemm_own_b(const struct gemm_plan *gp, const float *b, int64_t ldb,
+                                     int64_t j0, int64_t j1, int64_t m0, int64_t m1)
 {
 	const struct fused_conv *cv = gp->cv;
 	const struct fused_epi *e = &cv->epi;
-	int64_t ldb = 0;
-	const float *b = gp->implicit ? NULL : gemm_cols(gp, j0, j1, tid, &ldb);
 	struct kseg seg[DW_MAX_TAPS];
 	for (int64_t jt = j0; jt < j1; jt += GEMM_NV * VL) {
 		int64_t ncol = j1 - jt < GEMM_NV * VL ? j1 - jt : GEMM_NV * VL;
@@ -955,6 +956,15 @@ TARGET_AVX512 static void gemm_own(const struct gemm_plan *gp, int64_t j0, int64
 				seg[s].w += GEMM_MR * gp->k;
 		}
 	}
+}
+
+/* One task through the micro-kernel. */
+static void gemm_own(const struct gemm_plan *gp, int64_t j0, int64_t j1, int64_t m0, int64_t m1,
+                     int tid)
+{
+	int64_t ldb = 0;
+	const float *b = gp->implicit ? NULL : gemm_cols(gp, j0, j1, tid, &ldb);
+	gemm_own_b(gp, b, ldb, j0, j1, m0, m1);
 }
 
 static void gemm_task(void *arg, int64_t begin, int64_t end, int tid)
@@ -1028,10 +1038,15 @@ struct dwm_job {
 	enum isa isa;
 	struct shiftmap sm;
 	int64_t chunk, nchunks; /* flat outputs per item, items per channel */
+	/* where output q of channel m goes: y + m * yld + q - yoff (cv->y, n * oh * ow
+	 * and 0, except in a block buffer of fused_dw_pw_run, which has no residual) */
+	float *y;
+	int64_t yld, yoff;
 };
 
-/* The epilogue after act1 and q1 for one vector of outputs at y + q (len lanes exist). */
-#define DWM_STORE(acc, q, len)                                                                     \
+/* The epilogue after act1 and q1 for one vector of outputs q (len lanes exist),
+ * stored at y + yq. */
+#define DWM_STORE(acc, q, yq, len)                                                                    \
 	do {                                                                                       \
 		if ((len) == VL) {                                                                 \
 			if (res) {                                                                 \
@@ -1043,7 +1058,7 @@ struct dwm_job {
 				VCLIP(acc, lo2, hi2);                                              \
 			if (e->fq2)                                                                \
 				VFQ(acc, e->q2);                                                   \
-			memcpy(y + (q), &(acc), sizeof(acc));                                      \
+			memcpy(y + (yq), &(acc), sizeof(acc));                                      \
 		} else {                                                                           \
 			if (res) {                                                                 \
 				v16f rv_ = {0};                                                    \
@@ -1054,7 +1069,7 @@ struct dwm_job {
 				VCLIP(acc, lo2, hi2);                                              \
 			if (e->fq2)                                                                \
 				VFQ(acc, e->q2);                                                   \
-			memcpy(y + (q), &(acc), (size_t)(len) * sizeof(float));                    \
+			memcpy(y + (yq), &(acc), (size_t)(len) * sizeof(float));                    \
 		}                                                                                  \
 	} while (0)
 
@@ -1121,31 +1136,38 @@ INLINE void dwm_body(const struct dwm_job *jb, int64_t m, int64_t q0, int64_t q1
 			if (e->fq1)
 				VFQ(acc, e->q1);
 			int64_t len = left - v * VL < VL ? left - v * VL : VL;
-			DWM_STORE(acc, q + v * VL, len);
+			DWM_STORE(acc, q + v * VL, q + v * VL, len);
 		}
 	}
 }
 
-/* dwm_body with lane masks: one (masked) load per tap and vector. */
-TARGET_AVX512 static void dwm_avx512(const struct dwm_job *jb, int64_t m, int64_t q0, int64_t q1)
+/* dwm_body with lane masks, for cg channels side by side: one (masked) load
+ * per tap, vector and channel.  A tap's lane masks depend on the position in
+ * the output plane only, so the channels of a group share them: one mask
+ * load per tap and vector serves cg channels, and the cg * DWM_NV sums are
+ * independent chains that hide the FMA latency.  Channels m0.. m0 + cg - 1. */
+TARGET_AVX512 INLINE void dwm_avx512_body(const int cg, const struct dwm_job *jb, int64_t m0,
+                                          int64_t q0, int64_t q1)
 {
 	const struct fused_conv *cv = jb->cv;
 	const struct shiftmap *sm = &jb->sm;
 	const struct fused_epi *e = &cv->epi;
-	int64_t blk = cv->n * sm->ohw, c = m / (cv->m / cv->c), ohw = sm->ohw;
+	int64_t blk = cv->n * sm->ohw, mult = cv->m / cv->c, ohw = sm->ohw;
 	int nt = sm->ntaps;
-	const float *src[DW_MAX_TAPS];
+	int64_t toff[DW_MAX_TAPS]; /* a tap's source offset from its channel's first phase */
 	const uint16_t *km[DW_MAX_TAPS];
 	for (int t = 0; t < nt; t++) {
-		src[t] = sm->src + (c * sm->nph + sm->ph[t]) * blk + sm->off[t];
+		toff[t] = sm->ph[t] * blk + sm->off[t];
 		km[t] = tap_kmask(sm, t);
 	}
-	const float *wk = cv->wt + m * nt;
-	float *y = cv->y + m * blk;
-	const float *res = e->res ? e->res + m * blk : NULL;
-	v16f scale = {0}, bias = {0}, lo1 = {0}, hi1 = {0}, lo2 = {0}, hi2 = {0};
-	scale += epi_scale(e, m);
-	bias += epi_bias(e, m);
+	const float *base[DWM_CG];
+	const float *wk[DWM_CG];
+#pragma GCC unroll 8
+	for (int g = 0; g < cg; g++) {
+		base[g] = sm->src + (m0 + g) / mult * sm->nph * blk;
+		wk[g] = cv->wt + (m0 + g) * nt;
+	}
+	v16f lo1 = {0}, hi1 = {0}, lo2 = {0}, hi2 = {0};
 	lo1 += e->lo1;
 	hi1 += e->hi1;
 	lo2 += e->lo2;
@@ -1160,33 +1182,64 @@ TARGET_AVX512 static void dwm_avx512(const struct dwm_job *jb, int64_t m, int64_
 			while (r >= ohw)
 				r -= ohw;
 		}
-		__m512 a[DWM_NV];
+		__m512 a[DWM_CG][DWM_NV];
 #pragma GCC unroll 8
-		for (int v = 0; v < DWM_NV; v++)
-			a[v] = _mm512_setzero_ps();
-		for (int t = 0; t < nt; t++) {
-			const float *sp = src[t] + q;
-			const uint16_t *kt = km[t];
-			__m512 w = _mm512_set1_ps(wk[t]);
+		for (int g = 0; g < cg; g++)
 #pragma GCC unroll 8
 			for (int v = 0; v < DWM_NV; v++)
-				a[v] = _mm512_fmadd_ps(
-				    w, _mm512_maskz_loadu_ps(kt[rv[v]], sp + v * VL), a[v]);
+				a[g][v] = _mm512_setzero_ps();
+		for (int t = 0; t < nt; t++) {
+			const uint16_t *kt = km[t];
+			__mmask16 k[DWM_NV];
+#pragma GCC unroll 8
+			for (int v = 0; v < DWM_NV; v++)
+				k[v] = kt[rv[v]];
+			int64_t o = toff[t] + q;
+#pragma GCC unroll 8
+			for (int g = 0; g < cg; g++) {
+				__m512 w = _mm512_set1_ps(wk[g][t]);
+#pragma GCC unroll 8
+				for (int v = 0; v < DWM_NV; v++)
+					a[g][v] = _mm512_fmadd_ps(
+					    w, _mm512_maskz_loadu_ps(k[v], base[g] + o + v * VL),
+					    a[g][v]);
+			}
 		}
 		int64_t left = q1 - q;
 #pragma GCC unroll 8
-		for (int v = 0; v < DWM_NV; v++) {
-			if (left <= v * VL)
-				break;
-			v16f acc = (v16f)a[v] * scale + bias;
-			if (e->act1)
-				VCLIP(acc, lo1, hi1);
-			if (e->fq1)
-				VFQ(acc, e->q1);
-			int64_t len = left - v * VL < VL ? left - v * VL : VL;
-			DWM_STORE(acc, q + v * VL, len);
+		for (int g = 0; g < cg; g++) {
+			int64_t m = m0 + g;
+			float *y = jb->y + m * jb->yld;
+			const float *res = e->res ? e->res + m * blk : NULL;
+			v16f scale = {0}, bias = {0};
+			scale += epi_scale(e, m);
+			bias += epi_bias(e, m);
+#pragma GCC unroll 8
+			for (int v = 0; v < DWM_NV; v++) {
+				if (left <= v * VL)
+					break;
+				v16f acc = (v16f)a[g][v] * scale + bias;
+				if (e->act1)
+					VCLIP(acc, lo1, hi1);
+				if (e->fq1)
+					VFQ(acc, e->q1);
+				int64_t len = left - v * VL < VL ? left - v * VL : VL;
+				DWM_STORE(acc, q + v * VL, q + v * VL - jb->yoff, len);
+			}
 		}
 	}
+}
+
+/* A whole group of channels, and a single channel (the rest of a group). */
+TARGET_AVX512 static void dwm_avx512_cg(const struct dwm_job *jb, int64_t m0, int64_t q0,
+                                        int64_t q1)
+{
+	dwm_avx512_body(DWM_CG, jb, m0, q0, q1);
+}
+
+TARGET_AVX512 static void dwm_avx512(const struct dwm_job *jb, int64_t m, int64_t q0, int64_t q1)
+{
+	dwm_avx512_body(1, jb, m, q0, q1);
 }
 
 TARGET_AVX2 static void dwm_avx2(const struct dwm_job *jb, int64_t m, int64_t q0, int64_t q1)
@@ -1199,24 +1252,31 @@ static void dwm_generic(const struct dwm_job *jb, int64_t m, int64_t q0, int64_t
 	dwm_body(jb, m, q0, q1);
 }
 
-/* Work item = (output channel, chunk of its flat outputs). */
+/* Work item = (group of DWM_CG output channels, chunk of their flat outputs). */
 static void dwm_task(void *arg, int64_t begin, int64_t end, int tid)
 {
 	const struct dwm_job *jb = arg;
 	int64_t blk = jb->cv->n * jb->sm.ohw;
 	for (int64_t it = begin; it < end; it++) {
-		int64_t m = it / jb->nchunks, q0 = it % jb->nchunks * jb->chunk;
+		int64_t g = it / jb->nchunks, q0 = it % jb->nchunks * jb->chunk;
 		int64_t q1 = q0 + jb->chunk < blk ? q0 + jb->chunk : blk;
-		switch (jb->isa) {
-		case ISA_AVX512:
-			dwm_avx512(jb, m, q0, q1);
-			break;
-		case ISA_AVX2:
-			dwm_avx2(jb, m, q0, q1);
-			break;
-		default:
-			dwm_generic(jb, m, q0, q1);
-			break;
+		int64_t m = g * DWM_CG, m1 = m + DWM_CG < jb->cv->m ? m + DWM_CG : jb->cv->m;
+		if (jb->isa == ISA_AVX512 && m1 - m == DWM_CG) {
+			dwm_avx512_cg(jb, m, q0, q1);
+			continue;
+		}
+		for (; m < m1; m++) {
+			switch (jb->isa) {
+			case ISA_AVX512:
+				dwm_avx512(jb, m, q0, q1);
+				break;
+			case ISA_AVX2:
+				dwm_avx2(jb, m, q0, q1);
+				break;
+			default:
+				dwm_generic(jb, m, q0, q1);
+				break;
+			}
 		}
 	}
 }
@@ -1424,11 +1484,14 @@ static void run_depthwise(const struct fused_conv *cv, struct dfq_pool *pool, fl
 		}
 		shiftmap_source(cv, &jb.sm, s, pool);
 		int64_t blk = cv->n * jb.sm.ohw;
+		jb.y = cv->y;
+		jb.yld = blk;
 		jb.chunk = blk < DW_CHUNK ? round_up(blk, VL) : DW_CHUNK;
 		jb.nchunks = ceil_div(blk, jb.chunk);
 		/* a few chunks per claim: one channel of one small image is tiny */
-		int64_t per = (4 * DW_CHUNK) / jb.chunk;
-		dfq_pool_run(pool, cv->m * jb.nchunks, per > 1 ? per : 1, dwm_task, &jb);
+		int64_t per = (4 * DW_CHUNK) / (jb.chunk * DWM_CG);
+		dfq_pool_run(pool, ceil_div(cv->m, DWM_CG) * jb.nchunks, per > 1 ? per : 1,
+		             dwm_task, &jb);
 		return;
 	}
 	struct dw_plan dp;
@@ -1551,4 +1614,128 @@ void fused_cnhw_to_nchw(const float *src, float *dst, int64_t n, int64_t c, int6
                         struct dfq_pool *pool)
 {
 	xpose(src, dst, n, c, hw, false, pool);
+}
+
+/* --- a depthwise convolution and the 1x1 convolution that reads it ------------------------ */
+
+/* In a MobileNetV2 block the depthwise output is read once, by the 1x1
+ * projection.  Written whole and read back, it is over a megabyte for a part
+ * of 16 images at 14x14x144, which does not stay in L2 next to the block's
+ * input; computed for a block of columns (output pixels of all images) at a
+ * time into a small buffer and multiplied by the projection's weights right
+ * away, it does.  The buffer also gives the micro-kernel B rows that are
+ * 64-byte aligned and a short stride apart. */
+
+/* Floats of a block buffer (all depthwise channels of its columns) at most,
+ * unless that is less than one block of DWPW_UNIT columns. */
+#define DWPW_BLOCK_FLOATS (32 * 1024)
+/* Columns per block are a multiple of this: whole steps of the depthwise loop
+ * (DWM_NV vectors) and whole column tiles of the micro-kernel (GEMM_NV). */
+#define DWPW_UNIT (12 * VL)
+
+struct dwpw_job {
+	struct dwm_job dj;
+	struct gemm_plan gp; /* the 1x1 convolution */
+	int64_t cb;          /* columns per block */
+	int64_t ldt;         /* row stride of a block buffer */
+	int64_t per_thread;  /* floats of a thread's block buffer */
+	float *tbuf;
+};
+
+/* Columns per block. */
+static int64_t dwpw_block(const struct fused_conv *dw, const struct fused_conv *pw)
+{
+	int64_t cols = pw->n * pw->h * pw->w;
+	int64_t cb = DWPW_BLOCK_FLOATS / (dw->m > 0 ? dw->m : 1) / DWPW_UNIT * DWPW_UNIT;
+	if (cb < DWPW_UNIT)
+		cb = DWPW_UNIT;
+	return cb < cols ? cb : cols;
+}
+
+bool fused_dw_pw_ok(const struct fused_conv *dw, const struct fused_conv *pw, int nthreads)
+{
+	if (isa_now() != ISA_AVX512 || !dw->depthwise || dw->epi.res || pw->depthwise)
+		return false;
+	if (pw->kh != 1 || pw->kw != 1 || pw->sh != 1 || pw->sw != 1 || pw->ph != 0 ||
+	    pw->pw != 0 || pw->oh != pw->h || pw->ow != pw->w)
+		return false;
+	if (pw->c != dw->m || pw->n != dw->n || pw->h != dw->oh || pw->w != dw->ow ||
+	    pw->c == 0 || pw->m == 0)
+		return false;
+	int64_t cols = pw->n * pw->h * pw->w;
+	if (cols == 0)
+		return false;
+	struct shiftmap sm;
+	shiftmap_plan(dw, &sm);
+	if (!sm.ok)
+		return false;
+	/* a few blocks for every thread, else the separate kernels share the work
+	 * out better (one small image has a block or two) */
+	return nthreads <= 1 || ceil_div(cols, dwpw_block(dw, pw)) >= 2 * nthreads;
+}
+
+int64_t fused_dw_pw_scratch(const struct fused_conv *dw, const struct fused_conv *pw,
+                            int nthreads)
+{
+	struct shiftmap sm;
+	shiftmap_plan(dw, &sm);
+	int64_t per = round_up(dw->m * round_up(dwpw_block(dw, pw), VL), VL);
+	return (dw->masks ? 0 : shiftmap_mask_floats(&sm)) + shiftmap_src_floats(dw, &sm) +
+	       (nthreads > 1 ? nthreads : 1) * per;
+}
+
+/* Work item = a block of columns: its depthwise outputs into this thread's
+ * buffer, then the 1x1 convolution over them. */
+static void dwpw_task(void *arg, int64_t begin, int64_t end, int tid)
+{
+	const struct dwpw_job *j = arg;
+	struct dwm_job dj = j->dj;
+	float *t = j->tbuf + (int64_t)tid * j->per_thread;
+	int64_t cols = j->gp.cols, mdw = dj.cv->m;
+	dj.y = t;
+	dj.yld = j->ldt;
+	for (int64_t b = begin; b < end; b++) {
+		int64_t j0 = b * j->cb, j1 = j0 + j->cb < cols ? j0 + j->cb : cols;
+		dj.yoff = j0;
+		int64_t m = 0;
+		for (; m + DWM_CG <= mdw; m += DWM_CG)
+			dwm_avx512_cg(&dj, m, j0, j1);
+		for (; m < mdw; m++)
+			dwm_avx512(&dj, m, j0, j1);
+		/* the micro-kernel reads the last vector of a short block whole (and
+		 * never stores the sums of its lanes past the end): keep those lanes
+		 * finite numbers, not whatever the scratch held */
+		int64_t len = j1 - j0;
+		if (len % VL)
+			for (int64_t c = 0; c < mdw; c++)
+				memset(t + c * j->ldt + len, 0,
+				       (size_t)(round_up(len, VL) - len) * sizeof *t);
+		gemm_own_b(&j->gp, t, j->ldt, j0, j1, 0, j->gp.cv->m);
+	}
+}
+
+void fused_dw_pw_run(const struct fused_conv *dw, const struct fused_conv *pw,
+                     struct dfq_pool *pool, float *scratch)
+{
+	struct dwpw_job j;
+	memset(&j, 0, sizeof j);
+	j.dj.cv = dw;
+	j.dj.isa = ISA_AVX512;
+	shiftmap_plan(dw, &j.dj.sm);
+	float *s = scratch;
+	if (dw->masks) {
+		shiftmap_set_masks(&j.dj.sm, (int32_t *)dw->masks);
+	} else {
+		shiftmap_masks(dw, &j.dj.sm, (int32_t *)s);
+		shiftmap_set_masks(&j.dj.sm, (int32_t *)s);
+		s += shiftmap_mask_floats(&j.dj.sm);
+	}
+	shiftmap_source(dw, &j.dj.sm, s, pool);
+	s += shiftmap_src_floats(dw, &j.dj.sm);
+	gemm_setup(&j.gp, pw, 1);
+	j.cb = dwpw_block(dw, pw);
+	j.ldt = round_up(j.cb, VL);
+	j.per_thread = round_up(dw->m * j.ldt, VL);
+	j.tbuf = s;
+	dfq_pool_run(pool, ceil_div(j.gp.cols, j.cb), 1, dwpw_task, &j);
 }

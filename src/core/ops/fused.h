@@ -82,6 +82,17 @@ int64_t fused_conv_scratch(const struct fused_conv *cv, int nthreads);
  * the BLAS (dfq_blas_init must have succeeded). */
 void fused_conv_run(const struct fused_conv *cv, struct dfq_pool *pool, float *scratch);
 
+/* A depthwise convolution dw and the 1x1 convolution pw that reads its
+ * output, run together block by block so that dw's output never goes to
+ * memory (dw->y is not written; pw->x is not read).  fused_dw_pw_ok: whether
+ * they can (the AVX-512 kernels, dw through the shift map without a residual,
+ * pw a stride-1 unpadded 1x1 of dw's output) and it pays on nthreads threads;
+ * the scratch as for fused_conv_run. */
+bool fused_dw_pw_ok(const struct fused_conv *dw, const struct fused_conv *pw, int nthreads);
+int64_t fused_dw_pw_scratch(const struct fused_conv *dw, const struct fused_conv *pw,
+                            int nthreads);
+void fused_dw_pw_run(const struct fused_conv *dw, const struct fused_conv *pw,
+                     struct dfq_pool *pool, float *scratch);
 /* GlobalAveragePool of x [c][n][hw] (CNHW) into y [n][c] (NCHW with 1x1 planes). */
 void fused_gap_cnhw(const float *x, int64_t n, int64_t c, int64_t hw, float *y,
                     struct dfq_pool *pool);
