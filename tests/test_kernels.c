@@ -941,6 +941,22 @@ static void test_fused_sub_batches(void **state)
 {
 	run_chain_case(&chain_cases[2], 70, "sub-batches, 3x3 + add");
 	run_chain_case(&chain_cases[11], 33, "sub-batches, depthwise + add");
+
+	/* a value no node uses, without a batch axis (as the statistics of a folded
+	 * BatchNormalization that dfq keeps), does not keep a batch whole */
+	struct dfq_graph *g = chain_graph(&chain_cases[2]);
+	struct dfq_error err;
+	int vi = dfq_graph_intern_value(g, "orphan_stats", &err);
+	assert_true(vi >= 0);
+	g->values[vi].shape.dtype = DFQ_DTYPE_F32;
+	g->values[vi].shape.ndim = 1;
+	g->values[vi].shape.dims[0] = chain_cases[2].m;
+	struct dfq_tensor *in[2];
+	case_inputs(&chain_cases[2], 70, in);
+	assert_int_equal(fused_whole_chain(g, &chain_cases[2], in), 3);
+	dfq_tensor_free(in[0]);
+	dfq_tensor_free(in[1]);
+	dfq_graph_free(g);
 }
 
 /* Random geometries, small enough for the sanitizer build. */
@@ -1028,14 +1044,16 @@ static void test_fused_override(void **state)
 	dfq_graph_free(g);
 }
 
+/* A 1x1 conv 4->4 on 6x6 + BN + Add + Relu. */
+static const struct chain_case small_add_case = {
+    4, 6, 6, 4, 1, 1, 1, 1, 0, 0, false, false, true, true, ACT_NONE, ACT_RELU};
+
 /* A residual whose batch differs at run time broadcasts: the plan hands the run
  * to the node-by-node executor, which gets it right (and the batch, large
  * enough to be split, is not split: the inputs' batches differ). */
 static void test_fused_fallback(void **state)
 {
-	const struct chain_case cc = {4, 6, 6,     4,     1,    1,    1,        1,
-	                              0, 0, false, false, true, true, ACT_NONE, ACT_RELU};
-	struct dfq_graph *g = chain_graph(&cc);
+	struct dfq_graph *g = chain_graph(&small_add_case);
 	int64_t xd[4] = {40, 4, 6, 6}, rd[4] = {1, 4, 6, 6};
 	struct dfq_tensor *in[2] = {rand_tensor(4, xd), rand_tensor(4, rd)};
 	struct dfq_tensor *ref[2], *got[2];
@@ -1363,9 +1381,7 @@ static void test_fused_dw_pw(void **state)
 /* What dfq_exec_set_quant refuses, and that removing a grid restores float. */
 static void test_exec_quant_args(void **state)
 {
-	const struct chain_case cc = {4, 6, 6,     4,     1,    1,    1,        1,
-	                              0, 0, false, false, true, true, ACT_NONE, ACT_RELU};
-	struct dfq_graph *g = chain_graph(&cc);
+	struct dfq_graph *g = chain_graph(&small_add_case);
 	struct dfq_error err;
 	struct dfq_exec *ex = dfq_exec_new(g, NULL, &err);
 	assert_non_null(ex);

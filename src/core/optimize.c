@@ -1138,26 +1138,40 @@ static bool per_image_node(const struct dfq_graph *g, const struct dfq_node *n)
 	}
 }
 
+/* A constant, or a value with the symbolic batch as its first axis. */
+static bool batched_or_const(const struct dfq_graph *g, int vi)
+{
+	const struct dfq_value *v = &g->values[vi];
+	return v->init || (v->shape.ndim >= 1 && v->shape.dims[0] == -1);
+}
+
 /* The graph can run a batch as consecutive sub-batches: every operator works
- * per image, and every computed value (graph inputs and outputs included) has
- * the symbolic batch as its first axis. */
+ * per image, and every value the nodes compute or read (graph inputs and
+ * outputs included) has the symbolic batch as its first axis or is constant.
+ * Values no node uses do not count: dfq keeps the parameters of folded
+ * BatchNormalizations as orphan values (layer statistics), and those once
+ * made every folded model run its batches whole, out of cache. */
 static bool batch_separable(const struct dfq_graph *g)
 {
 	if (g->ninputs < 1 || g->noutputs < 1)
 		return false;
-	for (int vi = 0; vi < g->nvalues; vi++) {
-		const struct dfq_value *v = &g->values[vi];
-		if (v->init)
-			continue;
-		if (v->shape.ndim < 1 || v->shape.dims[0] != -1)
+	for (int i = 0; i < g->ninputs; i++)
+		if (!batched_or_const(g, g->inputs[i]))
 			return false;
-	}
 	for (int i = 0; i < g->noutputs; i++)
-		if (is_const(g, g->outputs[i]))
+		if (is_const(g, g->outputs[i]) || !batched_or_const(g, g->outputs[i]))
 			return false;
-	for (int ni = 0; ni < g->nnodes; ni++)
-		if (!per_image_node(g, &g->nodes[ni]))
+	for (int ni = 0; ni < g->nnodes; ni++) {
+		const struct dfq_node *n = &g->nodes[ni];
+		if (!per_image_node(g, n))
 			return false;
+		for (int i = 0; i < n->ninputs; i++)
+			if (n->inputs[i] >= 0 && !batched_or_const(g, n->inputs[i]))
+				return false;
+		for (int o = 0; o < n->noutputs; o++)
+			if (n->outputs[o] >= 0 && !batched_or_const(g, n->outputs[o]))
+				return false;
+	}
 	return true;
 }
 
