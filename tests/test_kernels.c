@@ -805,9 +805,8 @@ static struct dfq_graph *chain_graph(const struct chain_case *cc)
 	return g;
 }
 
-/* Run g on inputs with the given kernels; outputs are new. */
-static void run_graph(const struct dfq_graph *g, bool fast, int nthreads,
-                      struct dfq_tensor *const *in, struct dfq_tensor **out)
+/* An executor over g with the given kernels and threads (the caller frees it). */
+static struct dfq_exec *new_exec(const struct dfq_graph *g, bool fast, int nthreads)
 {
 	struct dfq_error err;
 	struct dfq_exec_opts o;
@@ -815,7 +814,17 @@ static void run_graph(const struct dfq_graph *g, bool fast, int nthreads,
 	o.fast = fast;
 	o.nthreads = nthreads;
 	struct dfq_exec *ex = dfq_exec_new(g, &o, &err);
-	assert_non_null(ex);
+	if (!ex)
+		fail_msg("executor: %s", err.msg);
+	return ex;
+}
+
+/* Run g on inputs with the given kernels; outputs are new. */
+static void run_graph(const struct dfq_graph *g, bool fast, int nthreads,
+                      struct dfq_tensor *const *in, struct dfq_tensor **out)
+{
+	struct dfq_error err;
+	struct dfq_exec *ex = new_exec(g, fast, nthreads);
 	if (dfq_exec_run(ex, in, out, &err) != DFQ_OK)
 		fail_msg("run: %s", err.msg);
 	dfq_exec_free(ex);
@@ -1106,18 +1115,14 @@ static void test_fused_hook(void **state)
 
 /* --- fake quantization in the plan (dfq_exec_set_quant) ----------------------------------- */
 
-/* Quantize, in ex, the case's conv input t, the value before the Add (q1 in the
- * epilogue), the chain's output (q2, or q1 without an Add) and the pooled p
- * (a plain node step), each on its own 8-bit grid. */
-static void set_case_quants(struct dfq_exec *ex, const struct dfq_graph *g,
-                            const struct chain_case *cc, float *steps)
+/* Fake-quantize, in ex, the values names[0..n) on 8-bit grids over [lo[i], hi[i]];
+ * their steps into steps[] when it is not NULL. */
+static void set_named_quants(struct dfq_exec *ex, const struct dfq_graph *g, int n,
+                             const char *const *names, const float *lo, const float *hi,
+                             float *steps)
 {
-	const char *pre = cc->act1 ? "y2" : cc->bn ? "y1" : "y0";
-	const char *fin = cc->act2 ? "y4" : cc->add ? "y3" : pre;
-	const char *names[4] = {"t", pre, fin, "p"};
-	const float lo[4] = {0.0f, -3.0f, -4.0f, -1.0f}, hi[4] = {2.0f, 3.0f, 5.0f, 1.5f};
 	struct dfq_error err;
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < n; i++) {
 		struct dfq_qparams q;
 		assert_int_equal(dfq_qparams_make(8, DFQ_QSCHEME_ASYM, lo[i], hi[i], &q, &err),
 		                 DFQ_OK);
@@ -1128,6 +1133,19 @@ static void set_case_quants(struct dfq_exec *ex, const struct dfq_graph *g,
 		if (steps)
 			steps[i] = q.scale;
 	}
+}
+
+/* Quantize, in ex, the case's conv input t, the value before the Add (q1 in the
+ * epilogue), the chain's output (q2, or q1 without an Add) and the pooled p
+ * (a plain node step), each on its own 8-bit grid. */
+static void set_case_quants(struct dfq_exec *ex, const struct dfq_graph *g,
+                            const struct chain_case *cc, float *steps)
+{
+	const char *pre = cc->act1 ? "y2" : cc->bn ? "y1" : "y0";
+	const char *fin = cc->act2 ? "y4" : cc->add ? "y3" : pre;
+	const char *names[4] = {"t", pre, fin, "p"};
+	const float lo[4] = {0.0f, -3.0f, -4.0f, -1.0f}, hi[4] = {2.0f, 3.0f, 5.0f, 1.5f};
+	set_named_quants(ex, g, 4, names, lo, hi, steps);
 }
 
 /* got against ref of a quantized graph: the fused kernels multiply by the
@@ -1280,16 +1298,7 @@ static void set_dwpw_quants(struct dfq_exec *ex, const struct dfq_graph *g)
 {
 	const char *names[2] = {"d", "y"};
 	const float lo[2] = {0.0f, -4.0f}, hi[2] = {6.0f, 5.0f};
-	struct dfq_error err;
-	for (int i = 0; i < 2; i++) {
-		struct dfq_qparams q;
-		assert_int_equal(dfq_qparams_make(8, DFQ_QSCHEME_ASYM, lo[i], hi[i], &q, &err),
-		                 DFQ_OK);
-		int vi = dfq_graph_find_value(g, names[i]);
-		assert_true(vi >= 0);
-		if (dfq_exec_set_quant(ex, vi, &q, &err) != DFQ_OK)
-			fail_msg("set_quant %s: %s", names[i], err.msg);
-	}
+	set_named_quants(ex, g, 2, names, lo, hi, NULL);
 }
 
 /* The fast path on in: the outputs of a run without and (the steps one by
@@ -1299,12 +1308,7 @@ static void run_dwpw_fast(const struct dfq_graph *g, int threads, bool quant,
                           struct dfq_tensor **apart)
 {
 	struct dfq_error err;
-	struct dfq_exec_opts o;
-	dfq_exec_opts_default(&o);
-	o.fast = true;
-	o.nthreads = threads;
-	struct dfq_exec *ex = dfq_exec_new(g, &o, &err);
-	assert_non_null(ex);
+	struct dfq_exec *ex = new_exec(g, true, threads);
 	if (quant)
 		set_dwpw_quants(ex, g);
 	assert_int_equal(dfq_exec_run(ex, in, got, &err), DFQ_OK);
@@ -1416,8 +1420,10 @@ static void test_exec_quant_args(void **state)
 	assert_int_equal(dfq_exec_set_quant(ex, y, NULL, &err), DFQ_OK);
 	assert_int_equal(dfq_exec_run(ex, in, b, &err), DFQ_OK);
 	bool changed = false;
-	for (int64_t i = 0; i < b[0]->numel; i++)
-		changed = changed || dfq_tensor_f32(b[0])[i] != dfq_fake_quant1(dfq_tensor_f32(b[0])[i], &q);
+	for (int64_t i = 0; i < b[0]->numel; i++) {
+		float v = dfq_tensor_f32(b[0])[i];
+		changed = changed || v != dfq_fake_quant1(v, &q);
+	}
 	assert_true(changed);
 	dfq_exec_clear_quants(ex);
 	for (int i = 0; i < 2; i++) {
