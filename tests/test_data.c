@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include "dfq_test.h"
+#include "npy_write.h"
 
 #include "dfq/dfq_data.h"
 #include "dfq/dfq_eval.h"
@@ -63,28 +64,6 @@ static void write_idx(const char *path, bool gz, int type, int ndim, const uint3
 	free(buf);
 }
 
-/* A .npy file by hand (version 1.0). */
-static void write_npy(const char *path, const char *descr, const char *shape, const void *data,
-		      size_t len)
-{
-	char dict[256];
-	snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }",
-		 descr, shape);
-	size_t total = (10 + strlen(dict) + 1 + 63) / 64 * 64;
-	size_t hlen = total - 10;
-	unsigned char *buf = calloc(1, total + len);
-	assert_non_null(buf);
-	memcpy(buf, "\x93NUMPY\x01\x00", 8);
-	buf[8] = (unsigned char)(hlen & 0xff);
-	buf[9] = (unsigned char)(hlen >> 8);
-	memcpy(buf + 10, dict, strlen(dict));
-	memset(buf + 10 + strlen(dict), ' ', hlen - strlen(dict) - 1);
-	buf[total - 1] = '\n';
-	if (len)
-		memcpy(buf + total, data, len);
-	write_file(path, buf, total + len);
-	free(buf);
-}
 
 static struct dfq_data *open_ok(const char *spec, const struct dfq_data_opts *o)
 {

@@ -1096,10 +1096,6 @@ static bool per_image_node(const struct dfq_graph *g, const struct dfq_node *n)
 	case DFQ_OP_MAXPOOL:
 	case DFQ_OP_AVGPOOL:
 	case DFQ_OP_GLOBALAVGPOOL:
-		for (int i = 1; i < n->ninputs; i++)
-			if (n->inputs[i] >= 0 && !is_const(g, n->inputs[i]))
-				return false;
-		return true;
 	case DFQ_OP_RELU:
 	case DFQ_OP_CLIP:
 	case DFQ_OP_LEAKYRELU:

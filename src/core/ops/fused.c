@@ -1073,6 +1073,19 @@ struct dwm_job {
 		}                                                                                  \
 	} while (0)
 
+/* The mask positions (places in the output plane of ohw pixels) of a step's DWM_NV
+ * vectors, the first at *r; *r moves on to the next step's. */
+INLINE void dwm_positions(int64_t *rv, int64_t *r, int64_t ohw)
+{
+#pragma GCC unroll 8
+	for (int v = 0; v < DWM_NV; v++) {
+		rv[v] = *r;
+		*r += VL;
+		while (*r >= ohw)
+			*r -= ohw;
+	}
+}
+
 /* y[q] for q in [q0, q1) of output channel m (flat over images and pixels). */
 INLINE void dwm_body(const struct dwm_job *jb, int64_t m, int64_t q0, int64_t q1)
 {
@@ -1099,15 +1112,8 @@ INLINE void dwm_body(const struct dwm_job *jb, int64_t m, int64_t q0, int64_t q1
 	hi2 += e->hi2;
 	int64_t r = q0 % ohw;
 	for (int64_t q = q0; q < q1; q += DWM_NV * VL) {
-		/* the mask positions of the step's vectors */
 		int64_t rv[DWM_NV];
-#pragma GCC unroll 8
-		for (int v = 0; v < DWM_NV; v++) {
-			rv[v] = r;
-			r += VL;
-			while (r >= ohw)
-				r -= ohw;
-		}
+		dwm_positions(rv, &r, ohw);
 		v16f a[DWM_NV];
 #pragma GCC unroll 8
 		for (int v = 0; v < DWM_NV; v++)
@@ -1175,13 +1181,7 @@ TARGET_AVX512 INLINE void dwm_avx512_body(const int cg, const struct dwm_job *jb
 	int64_t r = q0 % ohw;
 	for (int64_t q = q0; q < q1; q += DWM_NV * VL) {
 		int64_t rv[DWM_NV];
-#pragma GCC unroll 8
-		for (int v = 0; v < DWM_NV; v++) {
-			rv[v] = r;
-			r += VL;
-			while (r >= ohw)
-				r -= ohw;
-		}
+		dwm_positions(rv, &r, ohw);
 		__m512 a[DWM_CG][DWM_NV];
 #pragma GCC unroll 8
 		for (int g = 0; g < cg; g++)
