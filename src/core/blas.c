@@ -113,8 +113,20 @@ static void blas_load(void)
 		if (chosen && setenv("OPENBLAS_CORETYPE", chosen, 1) != 0)
 			chosen = NULL;
 	}
+	/* One BLAS thread to start with, unless the user chose a count: dfq runs
+	 * its own threads and asks for the BLAS's only where it wants them
+	 * (dfq_blas_set_threads, which starts them then).  Otherwise OpenBLAS
+	 * starts a thread per core at the load, which spins for a while on the
+	 * cores dfq's threads need (measured: 5-6% of the CPU time of a 2-thread
+	 * eval of the ResNet sample). */
+	bool threads_set = false;
+	if (!getenv("OPENBLAS_NUM_THREADS") && !getenv("GOTO_NUM_THREADS") &&
+	    !getenv("OMP_NUM_THREADS"))
+		threads_set = setenv("OPENBLAS_NUM_THREADS", "1", 1) == 0;
 	blas.lib = dlopen(DFQ_OPENBLAS_SONAME, RTLD_NOW | RTLD_LOCAL);
 	const char *dlerr = blas.lib ? NULL : dlerror();
+	if (threads_set)
+		unsetenv("OPENBLAS_NUM_THREADS");
 	/* OpenBLAS has read the variable in its constructor: leave the environment
 	 * as the user had it, so child processes do not think the user set it. */
 	if (chosen && was_set)
