@@ -88,6 +88,69 @@ static struct dfq_pool *pool2(void)
 	return p;
 }
 
+/* Free t[0..n) (NULL entries are skipped by dfq_tensor_free). */
+static void free_tensors(int n, struct dfq_tensor **t)
+{
+	for (int i = 0; i < n; i++)
+		dfq_tensor_free(t[i]);
+}
+
+/* The kernels under test: shape, the scalar oracle (forward) and the fast path (forward_fast). */
+static const struct dfq_op_def conv_kernels = {.name = "Conv",
+                                               .shape = op_conv_shape,
+                                               .forward = op_conv_forward,
+                                               .forward_fast = op_conv_forward_fast};
+static const struct dfq_op_def gemm_kernels = {.name = "Gemm",
+                                               .shape = op_gemm_shape,
+                                               .forward = op_gemm_forward,
+                                               .forward_fast = op_gemm_forward_fast};
+static const struct dfq_op_def matmul_kernels = {.name = "MatMul",
+                                                 .shape = op_matmul_shape,
+                                                 .forward = op_matmul_forward,
+                                                 .forward_fast = op_matmul_forward_fast};
+
+/* Run node on in[0..3) (NULL: an absent input) through k's oracle and fast kernel, into
+ * outputs filled with garbage, and compare.  Both run with a pool of 2 threads; when
+ * serial_too, the oracle runs without a pool instead, and the fast kernel runs once more
+ * without one, into an output of NaNs. */
+static void check_fast_kernel(const struct dfq_op_def *k, const struct dfq_node *node,
+                              struct dfq_tensor *const *in, bool serial_too, const char *what)
+{
+	struct dfq_error err;
+	struct dfq_shape shapes[3], ys;
+	const struct dfq_shape *ins[3];
+	const struct dfq_tensor *cin[3], *nodata[3] = {NULL, NULL, NULL};
+	for (int i = 0; i < 3; i++) {
+		if (in[i])
+			dfq_tensor_shape(in[i], &shapes[i]);
+		ins[i] = in[i] ? &shapes[i] : NULL;
+		cin[i] = in[i];
+	}
+	if (k->shape(node, ins, nodata, &ys, &err) != DFQ_OK)
+		fail_msg("%s: shape failed: %s", what, err.msg);
+
+	struct dfq_tensor *ref = garbage_tensor(&ys), *fast = garbage_tensor(&ys);
+	struct dfq_tensor *o_ref[1] = {ref}, *o_fast[1] = {fast};
+	struct dfq_kctx serial = {.pool = NULL};
+	struct dfq_pool *pool = pool2();
+	struct dfq_kctx par = {.pool = pool};
+
+	if (k->forward(node, cin, o_ref, serial_too ? &serial : &par, &err) != DFQ_OK)
+		fail_msg("%s: oracle failed: %s", what, err.msg);
+	if (k->forward_fast(node, cin, o_fast, &par, &err) != DFQ_OK)
+		fail_msg("%s: fast failed: %s", what, err.msg);
+	assert_close(ref, fast, what);
+	if (serial_too) {
+		memset(fast->data, 0xff, (size_t)fast->numel * sizeof(float)); /* NaNs */
+		if (k->forward_fast(node, cin, o_fast, &serial, &err) != DFQ_OK)
+			fail_msg("%s: fast (no pool) failed: %s", what, err.msg);
+		assert_close(ref, fast, what);
+	}
+	dfq_pool_free(pool);
+	dfq_tensor_free(ref);
+	dfq_tensor_free(fast);
+}
+
 /* --- Conv ---------------------------------------------------------------------------------- */
 
 struct conv_case {
@@ -102,7 +165,6 @@ struct conv_case {
 /* Run one case through the oracle and the fast kernel (with and without a pool). */
 static void run_conv_case(const struct conv_case *cc, const char *what)
 {
-	struct dfq_error err;
 	int rank = cc->nsp + 2;
 	int64_t c = cc->cg * cc->group, m = cc->mg * cc->group;
 	int64_t xd[4] = {cc->n, c}, wd[4] = {m, cc->cg}, bd[1] = {m};
@@ -110,8 +172,10 @@ static void run_conv_case(const struct conv_case *cc, const char *what)
 		xd[2 + i] = cc->in[i];
 		wd[2 + i] = cc->k[i];
 	}
-	struct dfq_tensor *x = rand_tensor(rank, xd), *w = rand_tensor(rank, wd);
-	struct dfq_tensor *b = cc->bias ? rand_tensor(1, bd) : NULL;
+	struct dfq_tensor *in[3];
+	in[0] = rand_tensor(rank, xd);
+	in[1] = rand_tensor(rank, wd);
+	in[2] = cc->bias ? rand_tensor(1, bd) : NULL;
 
 	struct dfq_node node = {.name = "conv_t",
 	                        .op_type = "Conv",
@@ -131,40 +195,8 @@ static void run_conv_case(const struct conv_case *cc, const char *what)
 		p->pads[i] = cc->pads[i];
 		p->pads[cc->nsp + i] = cc->pads[2 + i];
 	}
-
-	struct dfq_shape xs, ws, bs, ys;
-	dfq_tensor_shape(x, &xs);
-	dfq_tensor_shape(w, &ws);
-	if (b)
-		dfq_tensor_shape(b, &bs);
-	const struct dfq_shape *ins[3] = {&xs, &ws, b ? &bs : NULL};
-	const struct dfq_tensor *nodata[3] = {NULL, NULL, NULL};
-	if (op_conv_shape(&node, ins, nodata, &ys, &err) != DFQ_OK)
-		fail_msg("%s: shape failed: %s", what, err.msg);
-
-	struct dfq_tensor *ref = garbage_tensor(&ys), *fast = garbage_tensor(&ys);
-	const struct dfq_tensor *in[3] = {x, w, b};
-	struct dfq_tensor *o_ref[1] = {ref}, *o_fast[1] = {fast};
-	struct dfq_kctx serial = {.pool = NULL};
-	struct dfq_pool *pool = pool2();
-	struct dfq_kctx par = {.pool = pool};
-
-	if (op_conv_forward(&node, in, o_ref, &serial, &err) != DFQ_OK)
-		fail_msg("%s: oracle failed: %s", what, err.msg);
-	if (op_conv_forward_fast(&node, in, o_fast, &par, &err) != DFQ_OK)
-		fail_msg("%s: fast failed: %s", what, err.msg);
-	assert_close(ref, fast, what);
-	memset(fast->data, 0xff, (size_t)fast->numel * sizeof(float)); /* NaNs */
-	if (op_conv_forward_fast(&node, in, o_fast, &serial, &err) != DFQ_OK)
-		fail_msg("%s: fast (no pool) failed: %s", what, err.msg);
-	assert_close(ref, fast, what);
-
-	dfq_pool_free(pool);
-	dfq_tensor_free(ref);
-	dfq_tensor_free(fast);
-	dfq_tensor_free(x);
-	dfq_tensor_free(w);
-	dfq_tensor_free(b);
+	check_fast_kernel(&conv_kernels, &node, in, true, what);
+	free_tensors(3, in);
 }
 
 static struct conv_case conv2d(int64_t n, int64_t group, int64_t cg, int64_t mg, int64_t h,
@@ -186,51 +218,46 @@ static struct conv_case conv2d(int64_t n, int64_t group, int64_t cg, int64_t mg,
 	return cc;
 }
 
+/* Run the plain case conv2d(n, group, cg, mg, h, w, k, s, pad). */
+static void run_conv2d(int64_t n, int64_t group, int64_t cg, int64_t mg, int64_t h, int64_t w,
+                       int64_t k, int64_t s, int64_t pad, const char *what)
+{
+	struct conv_case cc = conv2d(n, group, cg, mg, h, w, k, s, pad);
+	run_conv_case(&cc, what);
+}
+
 static void test_conv_depthwise(void **state)
 {
-	struct conv_case cc = conv2d(1, 8, 1, 1, 17, 19, 3, 1, 1);
-	run_conv_case(&cc, "depthwise 3x3");
-	cc = conv2d(3, 6, 1, 1, 15, 12, 3, 2, 1);
-	run_conv_case(&cc, "depthwise 3x3 stride 2 batch 3");
-	cc = conv2d(2, 5, 1, 3, 11, 9, 5, 1, 2);
-	run_conv_case(&cc, "depthwise multiplier 3, 5x5");
-	cc = conv2d(1, 1, 1, 7, 9, 9, 3, 1, 0);
-	run_conv_case(&cc, "one input channel, 7 outputs");
-	cc = conv2d(2, 4, 1, 2, 13, 14, 3, 1, 1);
+	run_conv2d(1, 8, 1, 1, 17, 19, 3, 1, 1, "depthwise 3x3");
+	run_conv2d(3, 6, 1, 1, 15, 12, 3, 2, 1, "depthwise 3x3 stride 2 batch 3");
+	run_conv2d(2, 5, 1, 3, 11, 9, 5, 1, 2, "depthwise multiplier 3, 5x5");
+	run_conv2d(1, 1, 1, 7, 9, 9, 3, 1, 0, "one input channel, 7 outputs");
+	struct conv_case cc = conv2d(2, 4, 1, 2, 13, 14, 3, 1, 1);
 	cc.d[0] = 2, cc.d[1] = 3, cc.bias = false;
 	run_conv_case(&cc, "depthwise multiplier 2, dilated, no bias");
-	cc = conv2d(1, 32, 1, 1, 40, 37, 3, 1, 1);
-	run_conv_case(&cc, "depthwise 32 channels");
+	run_conv2d(1, 32, 1, 1, 40, 37, 3, 1, 1, "depthwise 32 channels");
 }
 
 static void test_conv_1x1(void **state)
 {
-	struct conv_case cc = conv2d(1, 1, 16, 24, 20, 21, 1, 1, 0);
-	run_conv_case(&cc, "1x1 batch 1");
-	cc = conv2d(4, 1, 8, 5, 9, 7, 1, 1, 0);
+	run_conv2d(1, 1, 16, 24, 20, 21, 1, 1, 0, "1x1 batch 1");
+	struct conv_case cc = conv2d(4, 1, 8, 5, 9, 7, 1, 1, 0);
 	cc.bias = false;
 	run_conv_case(&cc, "1x1 batch 4, no bias");
-	cc = conv2d(2, 2, 6, 4, 10, 10, 1, 1, 0);
-	run_conv_case(&cc, "1x1 grouped");
-	cc = conv2d(2, 1, 6, 4, 10, 11, 1, 2, 0);
-	run_conv_case(&cc, "1x1 stride 2 (im2col)");
-	cc = conv2d(1, 1, 64, 128, 28, 28, 1, 1, 0);
-	run_conv_case(&cc, "1x1 64->128 28x28 (split columns)");
+	run_conv2d(2, 2, 6, 4, 10, 10, 1, 1, 0, "1x1 grouped");
+	run_conv2d(2, 1, 6, 4, 10, 11, 1, 2, 0, "1x1 stride 2 (im2col)");
+	run_conv2d(1, 1, 64, 128, 28, 28, 1, 1, 0, "1x1 64->128 28x28 (split columns)");
 }
 
 static void test_conv_gemm(void **state)
 {
-	struct conv_case cc = conv2d(1, 1, 3, 8, 32, 30, 3, 1, 1);
-	run_conv_case(&cc, "3x3 3->8 batch 1 (split columns)");
-	cc = conv2d(8, 1, 4, 6, 12, 12, 3, 1, 1);
-	run_conv_case(&cc, "3x3 batch 8");
-	cc = conv2d(2, 1, 64, 8, 30, 30, 3, 1, 1);
-	run_conv_case(&cc, "3x3 K=576 30x30 (several column blocks per image)");
-	cc = conv2d(1, 1, 32, 40, 7, 7, 3, 1, 1);
-	run_conv_case(&cc, "3x3 7x7 batch 1 (threaded BLAS)");
-	cc = conv2d(2, 4, 3, 5, 11, 13, 3, 2, 1);
-	run_conv_case(&cc, "grouped 4, stride 2");
-	cc = conv2d(1, 2, 4, 3, 16, 16, 7, 2, 3);
+	run_conv2d(1, 1, 3, 8, 32, 30, 3, 1, 1, "3x3 3->8 batch 1 (split columns)");
+	run_conv2d(8, 1, 4, 6, 12, 12, 3, 1, 1, "3x3 batch 8");
+	run_conv2d(2, 1, 64, 8, 30, 30, 3, 1, 1,
+	           "3x3 K=576 30x30 (several column blocks per image)");
+	run_conv2d(1, 1, 32, 40, 7, 7, 3, 1, 1, "3x3 7x7 batch 1 (threaded BLAS)");
+	run_conv2d(2, 4, 3, 5, 11, 13, 3, 2, 1, "grouped 4, stride 2");
+	struct conv_case cc = conv2d(1, 2, 4, 3, 16, 16, 7, 2, 3);
 	cc.kernel_attr = true;
 	run_conv_case(&cc, "7x7 stride 2 with kernel_shape");
 	cc = conv2d(2, 1, 3, 4, 9, 12, 3, 1, 0);
@@ -244,10 +271,8 @@ static void test_conv_gemm(void **state)
 	run_conv_case(&cc, "SAME_LOWER even kernel");
 	cc.auto_pad = DFQ_AUTO_PAD_VALID;
 	run_conv_case(&cc, "VALID");
-	cc = conv2d(2, 1, 3, 4, 5, 5, 3, 1, 0);
-	run_conv_case(&cc, "output 3x3");
-	cc = conv2d(1, 1, 3, 4, 3, 3, 3, 1, 0);
-	run_conv_case(&cc, "output 1x1");
+	run_conv2d(2, 1, 3, 4, 5, 5, 3, 1, 0, "output 3x3");
+	run_conv2d(1, 1, 3, 4, 3, 3, 3, 1, 0, "output 1x1");
 }
 
 static void test_conv_1d_3d(void **state)
@@ -335,45 +360,22 @@ static void test_conv_3d_fallback(void **state)
 static void run_gemm_case(int64_t m, int64_t nn, int64_t k, bool ta, bool tb, float alpha,
                           float beta, int cndim, const int64_t *cdims, const char *what)
 {
-	struct dfq_error err;
 	int64_t ad[2] = {ta ? k : m, ta ? m : k}, bd[2] = {tb ? nn : k, tb ? k : nn};
-	struct dfq_tensor *a = rand_tensor(2, ad), *b = rand_tensor(2, bd);
-	struct dfq_tensor *c = cndim >= 0 ? rand_tensor(cndim, cdims) : NULL;
+	struct dfq_tensor *in[3];
+	in[0] = rand_tensor(2, ad);
+	in[1] = rand_tensor(2, bd);
+	in[2] = cndim >= 0 ? rand_tensor(cndim, cdims) : NULL;
 	struct dfq_node node = {.name = "gemm_t",
 	                        .op_type = "Gemm",
 	                        .op = DFQ_OP_GEMM,
-	                        .ninputs = c ? 3 : 2,
+	                        .ninputs = in[2] ? 3 : 2,
 	                        .noutputs = 1};
 	node.p.trans_a = ta;
 	node.p.trans_b = tb;
 	node.p.alpha = alpha;
 	node.p.beta = beta;
-
-	struct dfq_shape as, bs, cs, ys;
-	dfq_tensor_shape(a, &as);
-	dfq_tensor_shape(b, &bs);
-	if (c)
-		dfq_tensor_shape(c, &cs);
-	const struct dfq_shape *ins[3] = {&as, &bs, c ? &cs : NULL};
-	const struct dfq_tensor *nodata[3] = {NULL, NULL, NULL};
-	if (op_gemm_shape(&node, ins, nodata, &ys, &err) != DFQ_OK)
-		fail_msg("%s: shape failed: %s", what, err.msg);
-	struct dfq_tensor *ref = garbage_tensor(&ys), *fast = garbage_tensor(&ys);
-	const struct dfq_tensor *in[3] = {a, b, c};
-	struct dfq_tensor *o_ref[1] = {ref}, *o_fast[1] = {fast};
-	struct dfq_pool *pool = pool2();
-	struct dfq_kctx par = {.pool = pool};
-	if (op_gemm_forward(&node, in, o_ref, &par, &err) != DFQ_OK)
-		fail_msg("%s: oracle failed: %s", what, err.msg);
-	if (op_gemm_forward_fast(&node, in, o_fast, &par, &err) != DFQ_OK)
-		fail_msg("%s: fast failed: %s", what, err.msg);
-	assert_close(ref, fast, what);
-	dfq_pool_free(pool);
-	dfq_tensor_free(ref);
-	dfq_tensor_free(fast);
-	dfq_tensor_free(a);
-	dfq_tensor_free(b);
-	dfq_tensor_free(c);
+	check_fast_kernel(&gemm_kernels, &node, in, false, what);
+	free_tensors(3, in);
 }
 
 static void test_gemm_combos(void **state)
@@ -409,32 +411,14 @@ static void test_gemm_combos(void **state)
 static void run_matmul_case(int an, const int64_t *adims, int bn, const int64_t *bdims,
                             const char *what)
 {
-	struct dfq_error err;
-	struct dfq_tensor *a = rand_tensor(an, adims), *b = rand_tensor(bn, bdims);
+	struct dfq_tensor *in[3];
+	in[0] = rand_tensor(an, adims);
+	in[1] = rand_tensor(bn, bdims);
+	in[2] = NULL;
 	struct dfq_node node = {
 	    .name = "mm_t", .op_type = "MatMul", .op = DFQ_OP_MATMUL, .ninputs = 2, .noutputs = 1};
-	struct dfq_shape as, bs, ys;
-	dfq_tensor_shape(a, &as);
-	dfq_tensor_shape(b, &bs);
-	const struct dfq_shape *ins[2] = {&as, &bs};
-	const struct dfq_tensor *nodata[2] = {NULL, NULL};
-	if (op_matmul_shape(&node, ins, nodata, &ys, &err) != DFQ_OK)
-		fail_msg("%s: shape failed: %s", what, err.msg);
-	struct dfq_tensor *ref = garbage_tensor(&ys), *fast = garbage_tensor(&ys);
-	const struct dfq_tensor *in[2] = {a, b};
-	struct dfq_tensor *o_ref[1] = {ref}, *o_fast[1] = {fast};
-	struct dfq_pool *pool = pool2();
-	struct dfq_kctx par = {.pool = pool};
-	if (op_matmul_forward(&node, in, o_ref, &par, &err) != DFQ_OK)
-		fail_msg("%s: oracle failed: %s", what, err.msg);
-	if (op_matmul_forward_fast(&node, in, o_fast, &par, &err) != DFQ_OK)
-		fail_msg("%s: fast failed: %s", what, err.msg);
-	assert_close(ref, fast, what);
-	dfq_pool_free(pool);
-	dfq_tensor_free(ref);
-	dfq_tensor_free(fast);
-	dfq_tensor_free(a);
-	dfq_tensor_free(b);
+	check_fast_kernel(&matmul_kernels, &node, in, false, what);
+	free_tensors(3, in);
 }
 
 static void test_matmul(void **state)
@@ -703,6 +687,55 @@ static void g_attr_float(struct dfq_graph *g, int ni, const char *name, float v)
 	assert_int_equal(dfq_graph_node_add_attr(g, ni, &at, &err), DFQ_OK);
 }
 
+/* The begin and end pads of a 2-D conv node: begin on both axes, then end on both. */
+static void g_pads(struct dfq_graph *g, int ni, int64_t begin, int64_t end)
+{
+	struct dfq_error err;
+	int64_t pads[4] = {begin, begin, end, end};
+	struct dfq_attr pa = {.name = "pads", .type = DFQ_ATTR_INTS, .n = 4, .ints = pads};
+	assert_int_equal(dfq_graph_node_add_attr(g, ni, &pa, &err), DFQ_OK);
+}
+
+/* BatchNormalization of m channels, in -> out, with random parameters named
+ * params[0..4) (scale, bias, mean, variance; the variance positive). */
+static void g_bn(struct dfq_graph *g, const char *name, const char *const *params, int64_t m,
+                 const char *in, const char *out)
+{
+	int64_t md[1] = {m};
+	for (int i = 0; i < 4; i++)
+		g_init(g, params[i], 1, md, i == 3);
+	const char *bi[5] = {in, params[0], params[1], params[2], params[3]};
+	g_node(g, name, "BatchNormalization", 13, 5, bi, out);
+}
+
+/* A new graph X (dims xd, the batch symbolic) -> Conv 1x1 to m channels + Relu -> "t". */
+static struct dfq_graph *stem_graph(const int64_t *xd, int64_t m)
+{
+	struct dfq_error err;
+	struct dfq_graph *g = dfq_graph_new(&err);
+	assert_non_null(g);
+	g_input(g, "x", xd);
+	int64_t w0[4] = {m, xd[1], 1, 1};
+	g_init(g, "w0", 4, w0, false);
+	const char *c0[2] = {"x", "w0"};
+	g_node(g, "conv0", "Conv", 13, 2, c0, "t0");
+	const char *r0[1] = {"t0"};
+	g_node(g, "relu0", "Relu", 13, 1, r0, "t");
+	return g;
+}
+
+/* Close g: GlobalAveragePool(y) -> "p", outputs y and p, finalized. */
+static void g_finish(struct dfq_graph *g, const char *y)
+{
+	struct dfq_error err;
+	const char *gi[1] = {y};
+	g_node(g, "gap", "GlobalAveragePool", 13, 1, gi, "p");
+	g_output(g, y);
+	g_output(g, "p");
+	if (dfq_graph_finalize(g, &err) != DFQ_OK)
+		fail_msg("finalize: %s", err.msg);
+}
+
 enum act { ACT_NONE, ACT_RELU, ACT_CLIP, ACT_CLIP6 };
 
 /* X -> Conv 1x1 + Relu (so the case sees a computed CNHW input) -> the case's
@@ -745,20 +778,12 @@ static int64_t out_len(const struct chain_case *cc, int64_t in, int64_t k)
 
 static struct dfq_graph *chain_graph(const struct chain_case *cc)
 {
-	struct dfq_error err;
-	struct dfq_graph *g = dfq_graph_new(&err);
-	assert_non_null(g);
 	int64_t xd[4] = {-1, cc->c, cc->h, cc->w};
 	int64_t oh = out_len(cc, cc->h, cc->kh), ow = out_len(cc, cc->w, cc->kw);
 	int64_t rd[4] = {-1, cc->m, oh, ow};
-	g_input(g, "x", xd);
-	int64_t w0[4] = {cc->c, cc->c, 1, 1}, wd[4] = {cc->m, cc->dw ? 1 : cc->c, cc->kh, cc->kw};
+	int64_t wd[4] = {cc->m, cc->dw ? 1 : cc->c, cc->kh, cc->kw};
 	int64_t md[1] = {cc->m};
-	g_init(g, "w0", 4, w0, false);
-	const char *c0[2] = {"x", "w0"};
-	g_node(g, "conv0", "Conv", 13, 2, c0, "t0");
-	const char *r0[1] = {"t0"};
-	g_node(g, "relu0", "Relu", 13, 1, r0, "t");
+	struct dfq_graph *g = stem_graph(xd, cc->c);
 	g_init(g, "w", 4, wd, false);
 	if (cc->bias)
 		g_init(g, "b", 1, md, false);
@@ -767,19 +792,13 @@ static struct dfq_graph *chain_graph(const struct chain_case *cc)
 	g_ints(g, ni, "kernel_shape", 2, cc->kh, cc->kw);
 	g_ints(g, ni, "strides", 2, cc->s, cc->s);
 	g_ints(g, ni, "dilations", 2, cc->d, cc->d);
-	int64_t pads[4] = {cc->pb, cc->pb, cc->pe, cc->pe};
-	struct dfq_attr pa = {.name = "pads", .type = DFQ_ATTR_INTS, .n = 4, .ints = pads};
-	assert_int_equal(dfq_graph_node_add_attr(g, ni, &pa, &err), DFQ_OK);
+	g_pads(g, ni, cc->pb, cc->pe);
 	if (cc->dw)
 		g_attr_int(g, ni, "group", cc->c);
 	const char *cur = "y0";
 	if (cc->bn) {
-		g_init(g, "scale", 1, md, false);
-		g_init(g, "shift", 1, md, false);
-		g_init(g, "mean", 1, md, false);
-		g_init(g, "var", 1, md, true);
-		const char *bi[5] = {cur, "scale", "shift", "mean", "var"};
-		g_node(g, "bn", "BatchNormalization", 13, 5, bi, "y1");
+		static const char *const bn[4] = {"scale", "shift", "mean", "var"};
+		g_bn(g, "bn", bn, cc->m, cur, "y1");
 		cur = "y1";
 	}
 	if (cc->act1) {
@@ -796,12 +815,7 @@ static struct dfq_graph *chain_graph(const struct chain_case *cc)
 		add_act(g, cc->act2, "act2", cur, "y4");
 		cur = "y4";
 	}
-	const char *gi[1] = {cur};
-	g_node(g, "gap", "GlobalAveragePool", 13, 1, gi, "p");
-	g_output(g, cur);
-	g_output(g, "p");
-	if (dfq_graph_finalize(g, &err) != DFQ_OK)
-		fail_msg("finalize: %s", err.msg);
+	g_finish(g, cur);
 	return g;
 }
 
@@ -876,24 +890,50 @@ static void case_inputs(const struct chain_case *cc, int64_t n, struct dfq_tenso
 	in[1] = cc->add ? rand_tensor(4, rd) : NULL;
 }
 
+/* The fast path's configurations: the best kernels the CPU has, then the generic
+ * ones (fused_force_generic), each on 1 and then 2 threads. */
+enum { FAST_CONFIGS = 4 };
+
+/* Whether configuration i uses the generic kernels. */
+static bool fast_config_generic(int i)
+{
+	return i >= FAST_CONFIGS / 2;
+}
+
+/* Switch to configuration i, return its threads and name it in msg: "what (batch
+ * n, isa, T threads<more>)".  The caller switches back with fused_force_generic(false). */
+static int use_fast_config(int i, const char *what, int64_t n, const char *more, char *msg,
+                           size_t size)
+{
+	int threads = 1 + i % 2;
+	fused_force_generic(fast_config_generic(i));
+	snprintf(msg, size, "%s (batch %lld, %s, %d threads%s)", what, (long long)n, fused_isa(),
+	         threads, more);
+	return threads;
+}
+
+/* Both outputs of a graph (Y and the pooled P) within assert_close's tolerance of ref's. */
+static void assert_outputs_close(struct dfq_tensor *const *ref, struct dfq_tensor *const *got,
+                                 const char *what)
+{
+	assert_close(ref[0], got[0], what);
+	assert_close(ref[1], got[1], what);
+}
+
+/* cc on a batch of n: the fast path in each configuration gives the oracle's
+ * results, and runs the chain as one fused step per sub-batch. */
 static void run_chain_case(const struct chain_case *cc, int64_t n, const char *what)
 {
 	struct dfq_graph *g = chain_graph(cc);
 	struct dfq_tensor *in[2], *ref[2], *got[2];
 	case_inputs(cc, n, in);
 	run_graph(g, false, 1, in, ref);
-	for (int generic = 0; generic < 2; generic++) {
-		fused_force_generic(generic);
-		for (int threads = 1; threads <= 2; threads++) {
-			char msg[256];
-			snprintf(msg, sizeof msg, "%s (batch %lld, %s, %d threads)", what,
-			         (long long)n, fused_isa(), threads);
-			run_graph(g, true, threads, in, got);
-			assert_close(ref[0], got[0], msg);
-			assert_close(ref[1], got[1], msg);
-			dfq_tensor_free(got[0]);
-			dfq_tensor_free(got[1]);
-		}
+	for (int i = 0; i < FAST_CONFIGS; i++) {
+		char msg[256];
+		int threads = use_fast_config(i, what, n, "", msg, sizeof msg);
+		run_graph(g, true, threads, in, got);
+		assert_outputs_close(ref, got, msg);
+		free_tensors(2, got);
 	}
 	fused_force_generic(false);
 	/* batches of more than 32 images (SUB_BATCH in optimize.c) run in parts */
@@ -901,10 +941,8 @@ static void run_chain_case(const struct chain_case *cc, int64_t n, const char *w
 	if (runs != parts)
 		fail_msg("%s: the chain ran as one step %lld times, not %lld", what,
 		         (long long)runs, (long long)parts);
-	dfq_tensor_free(ref[0]);
-	dfq_tensor_free(ref[1]);
-	dfq_tensor_free(in[0]);
-	dfq_tensor_free(in[1]);
+	free_tensors(2, ref);
+	free_tensors(2, in);
 	dfq_graph_free(g);
 }
 
@@ -963,8 +1001,7 @@ static void test_fused_sub_batches(void **state)
 	struct dfq_tensor *in[2];
 	case_inputs(&chain_cases[2], 70, in);
 	assert_int_equal(fused_whole_chain(g, &chain_cases[2], in), 3);
-	dfq_tensor_free(in[0]);
-	dfq_tensor_free(in[1]);
+	free_tensors(2, in);
 	dfq_graph_free(g);
 }
 
@@ -1038,12 +1075,9 @@ static void test_fused_override(void **state)
 		struct dfq_tensor *a[2], *b[2];
 		assert_int_equal(dfq_exec_run(fast, in, a, &err), DFQ_OK);
 		assert_int_equal(dfq_exec_run(slow, in, b, &err), DFQ_OK);
-		assert_close(b[0], a[0], "override");
-		assert_close(b[1], a[1], "override");
-		for (int i = 0; i < 2; i++) {
-			dfq_tensor_free(a[i]);
-			dfq_tensor_free(b[i]);
-		}
+		assert_outputs_close(b, a, "override");
+		free_tensors(2, a);
+		free_tensors(2, b);
 	}
 	dfq_exec_free(fast);
 	dfq_exec_free(slow);
@@ -1068,13 +1102,10 @@ static void test_fused_fallback(void **state)
 	struct dfq_tensor *ref[2], *got[2];
 	run_graph(g, false, 1, in, ref);
 	run_graph(g, true, 2, in, got);
-	assert_close(ref[0], got[0], "broadcast residual");
-	assert_close(ref[1], got[1], "broadcast residual");
-	for (int i = 0; i < 2; i++) {
-		dfq_tensor_free(ref[i]);
-		dfq_tensor_free(got[i]);
-		dfq_tensor_free(in[i]);
-	}
+	assert_outputs_close(ref, got, "broadcast residual");
+	free_tensors(2, ref);
+	free_tensors(2, got);
+	free_tensors(2, in);
 	dfq_graph_free(g);
 }
 
@@ -1102,13 +1133,10 @@ static void test_fused_hook(void **state)
 	dfq_exec_set_hook(ex, count_hook, &calls);
 	assert_int_equal(dfq_exec_run(ex, in, got, &err), DFQ_OK);
 	assert_int_equal(calls, g->nnodes);
-	assert_close(ref[0], got[0], "hook");
-	assert_close(ref[1], got[1], "hook");
-	for (int i = 0; i < 2; i++) {
-		dfq_tensor_free(ref[i]);
-		dfq_tensor_free(got[i]);
-		dfq_tensor_free(in[i]);
-	}
+	assert_outputs_close(ref, got, "hook");
+	free_tensors(2, ref);
+	free_tensors(2, got);
+	free_tensors(2, in);
 	dfq_exec_free(ex);
 	dfq_graph_free(g);
 }
@@ -1171,57 +1199,43 @@ static void assert_quant_close(const struct dfq_tensor *ref, const struct dfq_te
 		         (long long)ref->numel);
 }
 
+/* cc on a batch of n with the case's quantizers (set_case_quants): the fast path in
+ * each configuration gives the oracle's results, within assert_quant_close. */
 static void run_quant_case(const struct chain_case *cc, int64_t n, const char *what)
 {
 	struct dfq_graph *g = chain_graph(cc);
 	struct dfq_tensor *in[2], *ref[2], *got[2];
 	case_inputs(cc, n, in);
 	struct dfq_error err;
-	struct dfq_exec_opts o;
-	dfq_exec_opts_default(&o);
-	o.fast = false;
-	o.nthreads = 1;
-	struct dfq_exec *slow = dfq_exec_new(g, &o, &err);
-	assert_non_null(slow);
+	struct dfq_exec *slow = new_exec(g, false, 1);
 	float steps[4];
 	set_case_quants(slow, g, cc, steps);
 	assert_int_equal(dfq_exec_run(slow, in, ref, &err), DFQ_OK);
-	for (int generic = 0; generic < 2; generic++) {
-		fused_force_generic(generic);
-		for (int threads = 1; threads <= 2; threads++) {
-			char msg[256];
-			snprintf(msg, sizeof msg, "%s (batch %lld, %s, %d threads)", what,
-			         (long long)n, fused_isa(), threads);
-			o.fast = true;
-			o.nthreads = threads;
-			struct dfq_exec *fast = dfq_exec_new(g, &o, &err);
-			assert_non_null(fast);
-			set_case_quants(fast, g, cc, NULL);
-			/* without the profile: with 2 threads and 4+ images, the parts of the
-			 * batch run side by side, each thread with a plan of its own */
-			assert_int_equal(dfq_exec_run(fast, in, got, &err), DFQ_OK);
-			assert_quant_close(ref[0], got[0], steps[1] + steps[2], msg);
-			assert_quant_close(ref[1], got[1], steps[3], msg);
-			dfq_tensor_free(got[0]);
-			dfq_tensor_free(got[1]);
-			/* with it, the steps in turn: still one fused step, as the
-			 * quantizers sit where the epilogue has them */
-			dfq_exec_set_profile(fast, true);
-			assert_int_equal(dfq_exec_run(fast, in, got, &err), DFQ_OK);
-			assert_quant_close(ref[0], got[0], steps[1] + steps[2], msg);
-			if (chain_step_calls(fast, cc) == 0)
-				fail_msg("%s: the quantized chain did not run as one step", msg);
-			dfq_exec_free(fast);
-			dfq_tensor_free(got[0]);
-			dfq_tensor_free(got[1]);
-		}
+	for (int i = 0; i < FAST_CONFIGS; i++) {
+		char msg[256];
+		int threads = use_fast_config(i, what, n, "", msg, sizeof msg);
+		struct dfq_exec *fast = new_exec(g, true, threads);
+		set_case_quants(fast, g, cc, NULL);
+		/* without the profile: with 2 threads and 4+ images, the parts of the
+		 * batch run side by side, each thread with a plan of its own */
+		assert_int_equal(dfq_exec_run(fast, in, got, &err), DFQ_OK);
+		assert_quant_close(ref[0], got[0], steps[1] + steps[2], msg);
+		assert_quant_close(ref[1], got[1], steps[3], msg);
+		free_tensors(2, got);
+		/* with it, the steps in turn: still one fused step, as the
+		 * quantizers sit where the epilogue has them */
+		dfq_exec_set_profile(fast, true);
+		assert_int_equal(dfq_exec_run(fast, in, got, &err), DFQ_OK);
+		assert_quant_close(ref[0], got[0], steps[1] + steps[2], msg);
+		if (chain_step_calls(fast, cc) == 0)
+			fail_msg("%s: the quantized chain did not run as one step", msg);
+		dfq_exec_free(fast);
+		free_tensors(2, got);
 	}
 	fused_force_generic(false);
 	dfq_exec_free(slow);
-	dfq_tensor_free(ref[0]);
-	dfq_tensor_free(ref[1]);
-	dfq_tensor_free(in[0]);
-	dfq_tensor_free(in[1]);
+	free_tensors(2, ref);
+	free_tensors(2, in);
 	dfq_graph_free(g);
 }
 
@@ -1247,49 +1261,29 @@ struct dwpw_case {
 
 static struct dfq_graph *dwpw_graph(const struct dwpw_case *dc)
 {
-	struct dfq_error err;
-	struct dfq_graph *g = dfq_graph_new(&err);
-	assert_non_null(g);
+	static const char *const bn1[4] = {"s1", "b1", "m1", "v1"};
+	static const char *const bn2[4] = {"s2", "b2", "m2", "v2"};
 	int64_t xd[4] = {-1, dc->c, dc->h, dc->w};
-	g_input(g, "x", xd);
-	int64_t w0[4] = {dc->e, dc->c, 1, 1}, w1[4] = {dc->e, 1, 3, 3}, w2[4] = {dc->o, dc->e, 1, 1};
-	int64_t ed[1] = {dc->e}, od[1] = {dc->o};
-	g_init(g, "w0", 4, w0, false);
+	int64_t w1[4] = {dc->e, 1, 3, 3}, w2[4] = {dc->o, dc->e, 1, 1};
+	struct dfq_graph *g = stem_graph(xd, dc->e);
 	g_init(g, "w1", 4, w1, false);
 	g_init(g, "w2", 4, w2, false);
-	const char *c0[2] = {"x", "w0"};
-	g_node(g, "conv0", "Conv", 13, 2, c0, "t0");
-	const char *r0[1] = {"t0"};
-	g_node(g, "relu0", "Relu", 13, 1, r0, "t");
 	const char *c1[2] = {"t", "w1"};
 	int ni = g_node(g, "dw", "Conv", 13, 2, c1, "d0");
 	g_ints(g, ni, "kernel_shape", 2, 3, 3);
 	g_ints(g, ni, "strides", 2, dc->s, dc->s);
-	int64_t pads[4] = {1, 1, 1, 1};
-	struct dfq_attr pa = {.name = "pads", .type = DFQ_ATTR_INTS, .n = 4, .ints = pads};
-	assert_int_equal(dfq_graph_node_add_attr(g, ni, &pa, &err), DFQ_OK);
+	g_pads(g, ni, 1, 1);
 	g_attr_int(g, ni, "group", dc->e);
-	const char *bn_names[2][4] = {{"s1", "b1", "m1", "v1"}, {"s2", "b2", "m2", "v2"}};
-	for (int k = 0; k < 2; k++)
-		for (int i = 0; i < 4; i++)
-			g_init(g, bn_names[k][i], 1, k ? od : ed, i == 3);
-	const char *b1[5] = {"d0", "s1", "b1", "m1", "v1"};
-	g_node(g, "bn1", "BatchNormalization", 13, 5, b1, "d1");
+	g_bn(g, "bn1", bn1, dc->e, "d0", "d1");
 	add_act(g, ACT_CLIP6, "clip1", "d1", "d");
 	const char *c2[2] = {"d", "w2"};
 	g_node(g, "pw", "Conv", 13, 2, c2, "y0");
-	const char *b2[5] = {"y0", "s2", "b2", "m2", "v2"};
-	g_node(g, "bn2", "BatchNormalization", 13, 5, b2, dc->add ? "y1" : "y");
+	g_bn(g, "bn2", bn2, dc->o, "y0", dc->add ? "y1" : "y");
 	if (dc->add) {
 		const char *ai[2] = {"x", "y1"};
 		g_node(g, "add", "Add", 13, 2, ai, "y");
 	}
-	const char *gi[1] = {"y"};
-	g_node(g, "gap", "GlobalAveragePool", 13, 1, gi, "p");
-	g_output(g, "y");
-	g_output(g, "p");
-	if (dfq_graph_finalize(g, &err) != DFQ_OK)
-		fail_msg("finalize: %s", err.msg);
+	g_finish(g, "y");
 	return g;
 }
 
@@ -1317,11 +1311,15 @@ static void run_dwpw_fast(const struct dfq_graph *g, int threads, bool quant,
 	dfq_exec_free(ex);
 }
 
-static void assert_same(const struct dfq_tensor *a, const struct dfq_tensor *b, const char *what)
+/* Both outputs of a graph bit for bit equal to b's (paired against unpaired runs). */
+static void assert_outputs_same(struct dfq_tensor *const *a, struct dfq_tensor *const *b,
+                                const char *what)
 {
-	assert_true(dfq_tensor_same_shape(a, b));
-	if (memcmp(a->data, b->data, (size_t)a->numel * sizeof(float)) != 0)
-		fail_msg("%s: paired and unpaired runs differ", what);
+	for (int k = 0; k < 2; k++) {
+		assert_true(dfq_tensor_same_shape(a[k], b[k]));
+		if (memcmp(a[k]->data, b[k]->data, (size_t)a[k]->numel * sizeof(float)) != 0)
+			fail_msg("%s: paired and unpaired runs differ", what);
+	}
 }
 
 /* Paired, the block gives the oracle's results (float), and with AVX-512
@@ -1339,43 +1337,34 @@ static void test_fused_dw_pw(void **state)
 	static const int64_t batches[] = {1, 5, 40};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		struct dfq_graph *g = dwpw_graph(&cases[i]);
+		char what[64];
+		snprintf(what, sizeof what, "dw+1x1 case %zu", i);
 		for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
 			int64_t n = batches[b];
 			int64_t xd[4] = {n, cases[i].c, cases[i].h, cases[i].w};
 			struct dfq_tensor *in[1] = {rand_tensor(4, xd)};
 			struct dfq_tensor *ref[2], *got[2], *apart[2];
 			run_graph(g, false, 1, in, ref);
-			for (int generic = 0; generic < 2; generic++) {
-				fused_force_generic(generic);
-				for (int threads = 1; threads <= 2; threads++) {
-					for (int quant = 0; quant < 2; quant++) {
-						char msg[256];
-						snprintf(msg, sizeof msg,
-						         "dw+1x1 case %zu (batch %lld, %s, %d threads%s)",
-						         i, (long long)n, fused_isa(), threads,
-						         quant ? ", quantized" : "");
-						run_dwpw_fast(g, threads, quant, in, got, apart);
-						if (!quant) {
-							assert_close(ref[0], got[0], msg);
-							assert_close(ref[1], got[1], msg);
-						}
-						/* only the AVX-512 kernels pair (the others
-						 * go through the BLAS, whose sums depend on
-						 * how the threads share the columns out) */
-						if (!generic) {
-							assert_same(apart[0], got[0], msg);
-							assert_same(apart[1], got[1], msg);
-						}
-						for (int k = 0; k < 2; k++) {
-							dfq_tensor_free(got[k]);
-							dfq_tensor_free(apart[k]);
-						}
-					}
+			for (int c = 0; c < FAST_CONFIGS; c++) {
+				for (int quant = 0; quant < 2; quant++) {
+					char msg[256];
+					int threads =
+					    use_fast_config(c, what, n, quant ? ", quantized" : "",
+					                    msg, sizeof msg);
+					run_dwpw_fast(g, threads, quant, in, got, apart);
+					if (!quant)
+						assert_outputs_close(ref, got, msg);
+					/* only the AVX-512 kernels pair (the others go through
+					 * the BLAS, whose sums depend on how the threads share
+					 * the columns out) */
+					if (!fast_config_generic(c))
+						assert_outputs_same(apart, got, msg);
+					free_tensors(2, got);
+					free_tensors(2, apart);
 				}
 			}
 			fused_force_generic(false);
-			dfq_tensor_free(ref[0]);
-			dfq_tensor_free(ref[1]);
+			free_tensors(2, ref);
 			dfq_tensor_free(in[0]);
 		}
 		dfq_graph_free(g);
@@ -1426,11 +1415,9 @@ static void test_exec_quant_args(void **state)
 	}
 	assert_true(changed);
 	dfq_exec_clear_quants(ex);
-	for (int i = 0; i < 2; i++) {
-		dfq_tensor_free(a[i]);
-		dfq_tensor_free(b[i]);
-		dfq_tensor_free(in[i]);
-	}
+	free_tensors(2, a);
+	free_tensors(2, b);
+	free_tensors(2, in);
 	dfq_exec_free(ex);
 	dfq_graph_free(g);
 }

@@ -212,15 +212,21 @@ static void add_head(struct dfq_graph *g, const char *in, int64_t c, int64_t cla
 
 #define BATCH 8
 
-/* Random input batch [BATCH, c, h, w] ~ N(0, 1). Caller frees. */
-static struct dfq_tensor *rand_input(int64_t c, int64_t h, int64_t w)
+/* A tensor of shape dims ~ N(0, 1). Caller frees. */
+static struct dfq_tensor *rand_tensor(int ndim, const int64_t *dims)
 {
-	int64_t d[4] = {BATCH, c, h, w};
-	struct dfq_tensor *t = dfq_tensor_new(DFQ_DTYPE_F32, 4, d, NULL);
+	struct dfq_tensor *t = dfq_tensor_new(DFQ_DTYPE_F32, ndim, dims, NULL);
 	assert_non_null(t);
 	for (int64_t i = 0; i < t->numel; i++)
 		dfq_tensor_f32(t)[i] = (float)nrand();
 	return t;
+}
+
+/* Random input batch [BATCH, c, h, w] ~ N(0, 1). Caller frees. */
+static struct dfq_tensor *rand_input(int64_t c, int64_t h, int64_t w)
+{
+	int64_t d[4] = {BATCH, c, h, w};
+	return rand_tensor(4, d);
 }
 
 /* --- BN calibration: each BN's mean/var from the data reaching it ------------ */
@@ -281,13 +287,32 @@ static void calibrate(struct dfq_graph *g, const struct dfq_tensor *x)
 	}
 }
 
-/* Model A, MobileNetV2-like on [N, 4, 10, 10]: two inverted residual blocks
- * (the second with a residual Add), ReLU6 everywhere, BN after every conv. */
-static struct dfq_graph *model_mbv2(double bmu, uint64_t seed)
+/* An empty graph, the random numbers restarted from seed. */
+static struct dfq_graph *graph_begin(uint64_t seed)
 {
 	rng_seed(seed);
 	struct dfq_graph *g = dfq_graph_new(NULL);
 	assert_non_null(g);
+	return g;
+}
+
+/* Input "x" [-1, c, h, w] to output "logits"; finalizes g and sets its BN statistics
+ * from a random batch. */
+static void image_graph_end(struct dfq_graph *g, int64_t c, int64_t h, int64_t w)
+{
+	int64_t d[4] = {-1, c, h, w};
+	g_io(g, "x", 4, d, "logits");
+	assert_int_equal(dfq_graph_finalize(g, NULL), DFQ_OK);
+	struct dfq_tensor *x = rand_input(c, h, w);
+	calibrate(g, x);
+	dfq_tensor_free(x);
+}
+
+/* Model A, MobileNetV2-like on [N, 4, 10, 10]: two inverted residual blocks
+ * (the second with a residual Add), ReLU6 everywhere, BN after every conv. */
+static struct dfq_graph *model_mbv2(double bmu, uint64_t seed)
+{
+	struct dfq_graph *g = graph_begin(seed);
 	add_block(g, "c0", "x", 4, 16, 3, 1, 6, bmu);
 	add_block(g, "c1", "c0.out", 16, 16, 3, 16, 6, bmu);
 	add_block(g, "c2", "c1.out", 16, 8, 1, 1, 0, bmu);
@@ -298,12 +323,7 @@ static struct dfq_graph *model_mbv2(double bmu, uint64_t seed)
 	g_node(g, "Add", "add", 2, ains, "sum");
 	add_block(g, "c6", "sum", 8, 32, 1, 1, 6, bmu);
 	add_head(g, "c6.out", 32, 5);
-	int64_t d[4] = {-1, 4, 10, 10};
-	g_io(g, "x", 4, d, "logits");
-	assert_int_equal(dfq_graph_finalize(g, NULL), DFQ_OK);
-	struct dfq_tensor *x = rand_input(4, 10, 10);
-	calibrate(g, x);
-	dfq_tensor_free(x);
+	image_graph_end(g, 4, 10, 10);
 	return g;
 }
 
@@ -311,9 +331,7 @@ static struct dfq_graph *model_mbv2(double bmu, uint64_t seed)
  * Add is followed by Relu, head. */
 static struct dfq_graph *model_resnet(uint64_t seed)
 {
-	rng_seed(seed);
-	struct dfq_graph *g = dfq_graph_new(NULL);
-	assert_non_null(g);
+	struct dfq_graph *g = graph_begin(seed);
 	add_block(g, "stem", "x", 3, 8, 3, 1, 1, 1.0);
 	add_block(g, "a", "stem.out", 8, 8, 3, 1, 1, 1.0);
 	add_block(g, "b", "a.out", 8, 8, 3, 1, 0, 0.0);
@@ -322,12 +340,7 @@ static struct dfq_graph *model_resnet(uint64_t seed)
 	const char *rin = "sum";
 	g_node(g, "Relu", "relu_add", 1, &rin, "sum.r");
 	add_head(g, "sum.r", 8, 4);
-	int64_t d[4] = {-1, 3, 8, 8};
-	g_io(g, "x", 4, d, "logits");
-	assert_int_equal(dfq_graph_finalize(g, NULL), DFQ_OK);
-	struct dfq_tensor *x = rand_input(3, 8, 8);
-	calibrate(g, x);
-	dfq_tensor_free(x);
+	image_graph_end(g, 3, 8, 8);
 	return g;
 }
 
@@ -335,9 +348,7 @@ static struct dfq_graph *model_resnet(uint64_t seed)
  * + Relu, Gemm (transB=1): the weight layouts [in, out] and [out, in]. */
 static struct dfq_graph *model_mlp(uint64_t seed)
 {
-	rng_seed(seed);
-	struct dfq_graph *g = dfq_graph_new(NULL);
-	assert_non_null(g);
+	struct dfq_graph *g = graph_begin(seed);
 	int64_t d1[2] = {12, 16}, d2[2] = {16, 10}, d3[2] = {4, 10}, c16 = 16, c10 = 10, c4 = 4;
 	float w[256];
 	double sc[16];
@@ -379,9 +390,7 @@ static struct dfq_graph *model_mlp(uint64_t seed)
 	g_io(g, "x", 2, d, "logits");
 	assert_int_equal(dfq_graph_finalize(g, NULL), DFQ_OK);
 	int64_t xd[2] = {64, 12};
-	struct dfq_tensor *x = dfq_tensor_new(DFQ_DTYPE_F32, 2, xd, NULL);
-	for (int64_t i = 0; i < x->numel; i++)
-		dfq_tensor_f32(x)[i] = (float)nrand();
+	struct dfq_tensor *x = rand_tensor(2, xd);
 	calibrate(g, x);
 	dfq_tensor_free(x);
 	return g;
@@ -436,6 +445,18 @@ static double rel_diff(const struct dfq_tensor *a, const struct dfq_tensor *b)
 		m = fmax(m, fabs(x));
 	}
 	return m > 0.0 ? d / m : d;
+}
+
+/* Runs f in mode and checks that the output stayed within tol of ref (rel_diff): the
+ * step named by what kept the model's function.  Caller frees the output. */
+static struct dfq_tensor *run_close(struct fixture *f, dfq_run_mode mode,
+                                    const struct dfq_tensor *ref, double tol, const char *what)
+{
+	struct dfq_tensor *y = run(f, mode);
+	double d = rel_diff(ref, y);
+	if (!(d <= tol))
+		fail_msg("%s: output moved by %.3g of its max, more than %.3g", what, d, tol);
+	return y;
 }
 
 #define STEP_OK(call)                                                                              \
@@ -501,6 +522,12 @@ static void test_layers(void **state)
 	fx_close(&f);
 }
 
+/* dfq_model_parse_targets with one argument. */
+static dfq_status parse1(struct dfq_model *m, const char *arg, bool *sel, struct dfq_error *err)
+{
+	return dfq_model_parse_targets(m, 1, &arg, sel, err);
+}
+
 static void test_targets(void **state)
 {
 	struct fixture f;
@@ -508,43 +535,33 @@ static void test_targets(void **state)
 	struct dfq_model *m = f.m;
 	bool sel[8];
 	struct dfq_error err;
-	const char *a[] = {"c0"};
-	assert_int_equal(dfq_model_parse_targets(m, 1, a, sel, &err), DFQ_OK);
+	assert_int_equal(parse1(m, "c0", sel, &err), DFQ_OK);
 	assert_true(sel[0] && !sel[1]);
-	const char *b[] = {"3"};
-	assert_int_equal(dfq_model_parse_targets(m, 1, b, sel, &err), DFQ_OK);
+	assert_int_equal(parse1(m, "3", sel, &err), DFQ_OK);
 	assert_true(sel[3] && !sel[0]);
-	const char *c[] = {"3-5"};
-	assert_int_equal(dfq_model_parse_targets(m, 1, c, sel, &err), DFQ_OK);
+	assert_int_equal(parse1(m, "3-5", sel, &err), DFQ_OK);
 	assert_true(!sel[2] && sel[3] && sel[4] && sel[5] && !sel[6]);
 	const char *d[] = {"1,conv_c4", "fc"};
 	assert_int_equal(dfq_model_parse_targets(m, 2, d, sel, &err), DFQ_OK);
 	assert_true(sel[1] && sel[4] && sel[7] && !sel[0]);
-	const char *e[] = {"all"};
-	assert_int_equal(dfq_model_parse_targets(m, 1, e, sel, &err), DFQ_OK);
+	assert_int_equal(parse1(m, "all", sel, &err), DFQ_OK);
 	for (int i = 0; i < 8; i++)
 		assert_true(sel[i]);
-	const char *u[] = {"c9"};
-	assert_int_equal(dfq_model_parse_targets(m, 1, u, sel, &err), DFQ_ERR_ARG);
+	assert_int_equal(parse1(m, "c9", sel, &err), DFQ_ERR_ARG);
 	assert_non_null(strstr(err.msg, "unknown layer 'c9'"));
 	assert_non_null(strstr(err.msg, "did you mean"));
 	for (int i = 0; i < 8; i++)
 		assert_false(sel[i]);
 	/* Nothing close: no guess, a pointer to the list instead. */
-	const char *far[] = {"xyz"};
-	assert_int_equal(dfq_model_parse_targets(m, 1, far, sel, &err), DFQ_ERR_ARG);
+	assert_int_equal(parse1(m, "xyz", sel, &err), DFQ_ERR_ARG);
 	assert_null(strstr(err.msg, "did you mean"));
 	assert_non_null(strstr(err.msg, "unknown layer 'xyz' (type 'layers' to list them)"));
-	const char *cased[] = {"FC"};
-	assert_int_equal(dfq_model_parse_targets(m, 1, cased, sel, &err), DFQ_ERR_ARG);
+	assert_int_equal(parse1(m, "FC", sel, &err), DFQ_ERR_ARG);
 	assert_non_null(strstr(err.msg, "did you mean 'fc'?"));
-	const char *r[] = {"9"};
-	assert_int_equal(dfq_model_parse_targets(m, 1, r, sel, &err), DFQ_ERR_ARG);
+	assert_int_equal(parse1(m, "9", sel, &err), DFQ_ERR_ARG);
 	assert_non_null(strstr(err.msg, "out of range"));
-	const char *bw[] = {"5-3"};
-	assert_int_equal(dfq_model_parse_targets(m, 1, bw, sel, &err), DFQ_ERR_ARG);
-	const char *em[] = {"1,,2"};
-	assert_int_equal(dfq_model_parse_targets(m, 1, em, sel, &err), DFQ_ERR_ARG);
+	assert_int_equal(parse1(m, "5-3", sel, &err), DFQ_ERR_ARG);
+	assert_int_equal(parse1(m, "1,,2", sel, &err), DFQ_ERR_ARG);
 	fx_close(&f);
 }
 
@@ -570,8 +587,7 @@ static void test_fold(void **state)
 		}
 	}
 	dfq_step_report_free(&rep);
-	struct dfq_tensor *y1 = run(&f, DFQ_RUN_FP32);
-	assert_true(rel_diff(y0, y1) <= 1e-5);
+	struct dfq_tensor *y1 = run_close(&f, DFQ_RUN_FP32, y0, 1e-5, "fold");
 	/* folding again is a no-op, not an error */
 	STEP_OK(dfq_model_fold(f.m, &rep, &e_));
 	assert_int_equal(rep.nrows, 0);
@@ -585,11 +601,8 @@ static void test_fold_mlp(void **state)
 {
 	struct fixture f;
 	int64_t d[2] = {BATCH, 12};
-	struct dfq_tensor *x = dfq_tensor_new(DFQ_DTYPE_F32, 2, d, NULL);
 	struct dfq_graph *g = model_mlp(3);
-	for (int64_t i = 0; i < x->numel; i++)
-		dfq_tensor_f32(x)[i] = (float)nrand();
-	fx_open(&f, g, x);
+	fx_open(&f, g, rand_tensor(2, d));
 	assert_int_equal(f.m->nlayers, 3);
 	assert_int_equal(f.m->layers[0].op, DFQ_OP_MATMUL);
 	assert_true(f.m->layers[0].bias_add_node >= 0);
@@ -597,8 +610,7 @@ static void test_fold_mlp(void **state)
 	assert_int_equal(f.m->layers[1].w_ostride, 1); /* Gemm transB=0: [in, out] */
 	struct dfq_tensor *y0 = run(&f, DFQ_RUN_FP32);
 	STEP_OK(dfq_model_fold(f.m, NULL, &e_));
-	struct dfq_tensor *y1 = run(&f, DFQ_RUN_FP32);
-	assert_true(rel_diff(y0, y1) <= 1e-5);
+	struct dfq_tensor *y1 = run_close(&f, DFQ_RUN_FP32, y0, 1e-5, "fold");
 	struct dfq_step_report rep;
 	STEP_OK(dfq_model_equalize(f.m, NULL, NULL, &rep, &e_));
 	assert_int_equal(rep.nchanged, 2);
@@ -609,8 +621,7 @@ static void test_fold_mlp(void **state)
 		assert_true(rep.rows[i].after <= rep.rows[i].before);
 	}
 	dfq_step_report_free(&rep);
-	struct dfq_tensor *y2 = run(&f, DFQ_RUN_FP32);
-	assert_true(rel_diff(y0, y2) <= 1e-4);
+	struct dfq_tensor *y2 = run_close(&f, DFQ_RUN_FP32, y0, 1e-4, "equalize");
 	/* absorption without padding and with Gaussian pre-activations (MatMul of
 	 * Gaussian inputs): exact unless a value falls below beta - 4.5 gamma */
 	STEP_OK(dfq_model_absorb(f.m, NULL, 4.5, &rep, &e_));
@@ -618,9 +629,7 @@ static void test_fold_mlp(void **state)
 	assert_true(rep.rows[0].changed);  /* mm1 -> gemm2 */
 	assert_false(rep.rows[1].changed); /* gemm2 has no BN statistics */
 	dfq_step_report_free(&rep);
-	struct dfq_tensor *ya = run(&f, DFQ_RUN_FP32);
-	assert_true(rel_diff(y2, ya) <= 1e-5);
-	dfq_tensor_free(ya);
+	dfq_tensor_free(run_close(&f, DFQ_RUN_FP32, y2, 1e-5, "absorb"));
 	/* per-channel quantization of an [in, out] weight */
 	struct dfq_qconfig q;
 	dfq_qconfig_default(&q);
@@ -675,8 +684,7 @@ static void test_relu6(void **state)
 	assert_true(f.m->layers[0].steps & DFQ_STEP_RELU6);
 	for (int ni = 0; ni < f.m->g->nnodes; ni++)
 		assert_true(f.m->g->nodes[ni].op != DFQ_OP_CLIP);
-	struct dfq_tensor *y1 = run(&f, DFQ_RUN_FP32);
-	assert_true(rel_diff(y0, y1) <= 1e-6);
+	struct dfq_tensor *y1 = run_close(&f, DFQ_RUN_FP32, y0, 1e-6, "relu6-to-relu");
 	/* the data ranges survived (same tensors) */
 	assert_true(f.m->points[1].global.valid);
 	dfq_tensor_free(y0);
@@ -684,15 +692,19 @@ static void test_relu6(void **state)
 	fx_close(&f);
 }
 
-/* fold + relu6 + equalize on model A; returns the logits before equalizing. */
+/* fold + relu6 + equalize on model A; returns the logits before equalizing.  The
+ * equalize report goes to rep, or is dropped when rep is NULL. */
 static struct dfq_tensor *prepare_equalized(struct fixture *f, double bmu, uint64_t seed,
                                             struct dfq_step_report *rep)
 {
+	struct dfq_step_report own;
 	fx_open(f, model_mbv2(bmu, seed), rand_input(4, 10, 10));
 	STEP_OK(dfq_model_fold(f->m, NULL, &e_));
 	STEP_OK(dfq_model_relu6_to_relu(f->m, NULL, NULL, &e_));
 	struct dfq_tensor *y0 = run(f, DFQ_RUN_FP32);
-	STEP_OK(dfq_model_equalize(f->m, NULL, NULL, rep, &e_));
+	STEP_OK(dfq_model_equalize(f->m, NULL, NULL, rep ? rep : &own, &e_));
+	if (!rep)
+		dfq_step_report_free(&own);
 	return y0;
 }
 
@@ -716,9 +728,7 @@ static void test_equalize(void **state)
 	assert_int_equal(rep.rows[0].layer2, 1);
 	assert_false(f.m->layers[6].steps & DFQ_STEP_EQUALIZE);
 	dfq_step_report_free(&rep);
-	struct dfq_tensor *y1 = run(&f, DFQ_RUN_FP32);
-	double d = rel_diff(y0, y1);
-	assert_true(d <= 1e-4);
+	struct dfq_tensor *y1 = run_close(&f, DFQ_RUN_FP32, y0, 1e-4, "equalize");
 	/* a second call has little left to do */
 	STEP_OK(dfq_model_equalize(f.m, NULL, NULL, &rep, &e_));
 	assert_true(rep.rounds <= 3);
@@ -774,12 +784,11 @@ static void test_equalize_refuses(void **state)
 static void test_absorb(void **state)
 {
 	struct fixture f;
-	struct dfq_step_report rep;
 	/* large betas: plenty of channels with beta - 3 gamma > 0 */
-	struct dfq_tensor *y0 = prepare_equalized(&f, 2.0, 7, &rep);
-	dfq_step_report_free(&rep);
-	struct dfq_tensor *y1 = run(&f, DFQ_RUN_FP32);
+	struct dfq_tensor *y0 = prepare_equalized(&f, 2.0, 7, NULL);
+	struct dfq_tensor *y1 = run_close(&f, DFQ_RUN_FP32, y0, 1e-4, "equalize");
 	float top0 = f.m->points[1].bn.hi;
+	struct dfq_step_report rep;
 	STEP_OK(dfq_model_absorb(f.m, NULL, 3.0, &rep, &e_));
 	/* pairs with ReLU between: c0-c1, c1-c2, c3-c4, c4-c5 */
 	assert_int_equal(rep.nrows, 4);
@@ -804,7 +813,6 @@ static void test_absorb(void **state)
 	double d = rel_diff(y1, y2);
 	print_message("absorb: max |logit diff| / max |logit| = %.3g\n", d);
 	assert_true(d <= 5e-2);
-	assert_true(rel_diff(y0, y1) <= 1e-4);
 	dfq_tensor_free(y0);
 	dfq_tensor_free(y1);
 	dfq_tensor_free(y2);
@@ -823,8 +831,7 @@ static void test_resnet(void **state)
 	assert_int_equal(rep.nchanged, 1);
 	assert_int_equal(rep.rows[0].layer, 1);
 	dfq_step_report_free(&rep);
-	struct dfq_tensor *y1 = run(&f, DFQ_RUN_FP32);
-	assert_true(rel_diff(y0, y1) <= 1e-4);
+	struct dfq_tensor *y1 = run_close(&f, DFQ_RUN_FP32, y0, 1e-4, "equalize");
 	/* the Add point took over the Relu after it */
 	int add = -1;
 	for (int i = 0; i < f.m->npoints; i++)
@@ -844,9 +851,7 @@ static void test_resnet(void **state)
 static void test_clone(void **state)
 {
 	struct fixture f;
-	struct dfq_step_report rep;
-	struct dfq_tensor *y0 = prepare_equalized(&f, 0.5, 9, &rep);
-	dfq_step_report_free(&rep);
+	struct dfq_tensor *y0 = prepare_equalized(&f, 0.5, 9, NULL);
 	struct dfq_error err;
 	struct dfq_model *c = dfq_model_clone(f.m, &err);
 	assert_non_null(c);
@@ -855,9 +860,9 @@ static void test_clone(void **state)
 	g2.ex = dfq_exec_new(c->g, NULL, NULL);
 	STEP_OK(dfq_model_clip(c, NULL, -0.05f, 0.05f, NULL, &e_));
 	struct dfq_tensor *yc = run(&g2, DFQ_RUN_FP32);
-	struct dfq_tensor *ym = run(&f, DFQ_RUN_FP32);
-	assert_true(rel_diff(y0, ym) <= 1e-4); /* the original did not change */
-	assert_true(rel_diff(y0, yc) > 1e-3);  /* the copy did */
+	/* the original did not change, the copy did */
+	struct dfq_tensor *ym = run_close(&f, DFQ_RUN_FP32, y0, 1e-4, "clip of the clone");
+	assert_true(rel_diff(y0, yc) > 1e-3);
 	assert_int_equal(c->layers[2].steps & DFQ_STEP_EQUALIZE, DFQ_STEP_EQUALIZE);
 	dfq_exec_free(g2.ex);
 	dfq_model_free(c);
@@ -872,11 +877,10 @@ static void test_clone(void **state)
 static void test_quantize(void **state)
 {
 	struct fixture f;
-	struct dfq_step_report rep;
-	struct dfq_tensor *y0 = prepare_equalized(&f, 0.5, 10, &rep);
-	dfq_step_report_free(&rep);
+	struct dfq_tensor *y0 = prepare_equalized(&f, 0.5, 10, NULL);
 	struct dfq_qconfig q;
 	dfq_qconfig_default(&q);
+	struct dfq_step_report rep;
 	STEP_OK(dfq_model_quantize(f.m, NULL, &q, &rep, &e_));
 	assert_int_equal(rep.nchanged, 8);
 	for (int i = 0; i < rep.nrows; i++)
@@ -903,8 +907,8 @@ static void test_quantize(void **state)
 		}
 	}
 	struct dfq_tensor *yq = run(&f, DFQ_RUN_QUANT);
-	struct dfq_tensor *yf = run(&f, DFQ_RUN_FP32);
-	assert_true(rel_diff(y0, yf) <= 1e-4); /* master weights untouched */
+	/* master weights untouched */
+	struct dfq_tensor *yf = run_close(&f, DFQ_RUN_FP32, y0, 1e-4, "quantize (FP32 run)");
 	double dq = rel_diff(y0, yq);
 	print_message("W8A8 per-tensor quantized logits: rel diff %.3g\n", dq);
 	assert_true(dq > 0.0 && dq < 0.25);
@@ -916,8 +920,7 @@ static void test_quantize(void **state)
 	assert_true(rel_diff(y0, y4) > dq);
 	/* back to float */
 	STEP_OK(dfq_model_dequantize(f.m, NULL, NULL, &e_));
-	struct dfq_tensor *yd = run(&f, DFQ_RUN_QUANT);
-	assert_true(rel_diff(y0, yd) <= 1e-4);
+	struct dfq_tensor *yd = run_close(&f, DFQ_RUN_QUANT, y0, 1e-4, "dequantize");
 	dfq_tensor_free(y0);
 	dfq_tensor_free(yq);
 	dfq_tensor_free(yf);
@@ -1148,8 +1151,7 @@ static void test_clipped_normal(void **state)
 #define BC_O 5
 static struct dfq_graph *model_bc(bool relu6, uint64_t seed)
 {
-	rng_seed(seed);
-	struct dfq_graph *g = dfq_graph_new(NULL);
+	struct dfq_graph *g = graph_begin(seed);
 	int64_t c = BC_C, wd0[4] = {BC_C, 1, 1, 1}, wd1[4] = {BC_O, BC_C, 3, 3};
 	float ones[BC_C], w1[BC_O * BC_C * 9];
 	for (int i = 0; i < BC_C; i++)
@@ -1187,6 +1189,20 @@ static struct dfq_graph *model_bc(bool relu6, uint64_t seed)
 struct bc_data {
 	struct dfq_tensor *x[BC_BATCHES];
 };
+
+/* Fills d with BC_BATCHES random batches [n, BC_C, 12, 12]; bc_data_free frees them. */
+static void bc_data_fill(struct bc_data *d, int64_t n)
+{
+	int64_t dims[4] = {n, BC_C, 12, 12};
+	for (int b = 0; b < BC_BATCHES; b++)
+		d->x[b] = rand_tensor(4, dims);
+}
+
+static void bc_data_free(struct bc_data *d)
+{
+	for (int b = 0; b < BC_BATCHES; b++)
+		dfq_tensor_free(d->x[b]);
+}
 
 static dfq_status bc_next(void *user, int64_t index, const struct dfq_tensor **x,
                           struct dfq_error *err)
@@ -1230,12 +1246,7 @@ static void bc_case(bool relu6, bool empirical)
 	fx_open(&f, model_bc(relu6, relu6 ? 21 : 20), NULL);
 	struct bc_data d;
 	rng_seed(77);
-	for (int b = 0; b < BC_BATCHES; b++) {
-		int64_t dims[4] = {8, BC_C, 12, 12};
-		d.x[b] = dfq_tensor_new(DFQ_DTYPE_F32, 4, dims, NULL);
-		for (int64_t i = 0; i < d.x[b]->numel; i++)
-			dfq_tensor_f32(d.x[b])[i] = (float)nrand();
-	}
+	bc_data_fill(&d, 8);
 	STEP_OK(dfq_model_fold(f.m, NULL, &e_));
 	/* 3-bit weights of the target conv only, no activation quantization */
 	struct dfq_qconfig q;
@@ -1276,8 +1287,7 @@ static void bc_case(bool relu6, bool empirical)
 	/* FP32 mode is untouched */
 	STEP_OK(dfq_model_dequantize(f.m, NULL, NULL, &e_));
 	assert_true(f.m->layers[1].bcorr_q != NULL);
-	for (int b = 0; b < BC_BATCHES; b++)
-		dfq_tensor_free(d.x[b]);
+	bc_data_free(&d);
 	fx_close(&f);
 }
 
@@ -1312,12 +1322,7 @@ static void test_biascorr_empirical_fails(void **state)
 	struct fixture f;
 	fx_open(&f, model_bc(false, 31), NULL);
 	struct bc_data d;
-	for (int b = 0; b < BC_BATCHES; b++) {
-		int64_t dims[4] = {2, BC_C, 12, 12};
-		d.x[b] = dfq_tensor_new(DFQ_DTYPE_F32, 4, dims, NULL);
-		for (int64_t i = 0; i < d.x[b]->numel; i++)
-			dfq_tensor_f32(d.x[b])[i] = (float)nrand();
-	}
+	bc_data_fill(&d, 2);
 	STEP_OK(dfq_model_fold(f.m, NULL, &e_));
 	struct dfq_qconfig q;
 	dfq_qconfig_default(&q);
@@ -1336,8 +1341,7 @@ static void test_biascorr_empirical_fails(void **state)
 	assert_null(f.m->layers[0].bcorr_q);
 	assert_int_equal(f.m->layers[0].steps, steps0);
 	assert_memory_equal(keep, f.m->layers[1].bcorr_q, sizeof keep);
-	for (int b = 0; b < BC_BATCHES; b++)
-		dfq_tensor_free(d.x[b]);
+	bc_data_free(&d);
 	fx_close(&f);
 }
 
@@ -1433,8 +1437,7 @@ static void sample_case(const char *file)
 	assert_true(f.m->has_stats);
 	float mx = relu6_max(&f);
 	STEP_OK(dfq_model_fold(f.m, NULL, &e_));
-	struct dfq_tensor *y1 = run(&f, DFQ_RUN_FP32);
-	assert_true(rel_diff(y0, y1) <= 1e-4);
+	struct dfq_tensor *y1 = run_close(&f, DFQ_RUN_FP32, y0, 1e-4, "fold");
 	STEP_OK(dfq_model_relu6_to_relu(f.m, NULL, NULL, &e_));
 	struct dfq_tensor *y2 = run(&f, DFQ_RUN_FP32);
 	if (mx < 6.0f)
@@ -1452,8 +1455,7 @@ static void sample_case(const char *file)
 	print_message("%s: equalized %d pairs in %d rounds, %d with a lower spread\n", file,
 	              rep.nchanged, rep.rounds, lowered);
 	dfq_step_report_free(&rep);
-	struct dfq_tensor *y3 = run(&f, DFQ_RUN_FP32);
-	assert_true(rel_diff(y2, y3) <= 1e-4);
+	struct dfq_tensor *y3 = run_close(&f, DFQ_RUN_FP32, y2, 1e-4, "equalize");
 	STEP_OK(dfq_model_absorb(f.m, NULL, 3.0, NULL, &e_));
 	struct dfq_tensor *y4 = run(&f, DFQ_RUN_FP32);
 	double da = rel_diff(y3, y4);
