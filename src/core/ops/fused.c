@@ -912,7 +912,8 @@ static void gemm_segs(const struct gemm_plan *gp, int64_t jt, int nv, int lanes,
 	int64_t r[GEMM_NV]; /* the vectors' positions in the mask period */
 	r[0] = jt % sm->ohw;
 	for (int v = 1; v < GEMM_NV; v++)
-		r[v] = (r[v - 1] + VL) % sm->ohw;
+		for (r[v] = r[v - 1] + VL; r[v] >= sm->ohw;) /* no division per tile */
+			r[v] -= sm->ohw;
 	for (int t = 0; t < sm->ntaps; t++) {
 		const uint16_t *km = tap_kmask(sm, t);
 		struct kseg *sg = &seg[t];
@@ -984,13 +985,16 @@ static void gemm_task(void *arg, int64_t begin, int64_t end, int tid)
 
 /* Blocks: columns sized so an im2col block and its output stay in L2; when
  * that leaves fewer than TASKS_PER_THREAD tasks per thread (one small image),
- * columns and then rows are split further. */
+ * columns and then rows are split further.  Our micro-kernel's blocks are
+ * whole tiles wide: a block ending in a partial tile (one or two vectors, with
+ * fewer sums to hide the loads) cost up to a quarter of a 7x7 layer's tiles. */
 static void gemm_blocks(struct gemm_plan *gp, int nthreads)
 {
 	const struct fused_conv *cv = gp->cv;
+	int64_t unit = gp->own ? GEMM_NV * VL : VL;
 	int64_t per_col = gp->k + cv->m;
 	int64_t cap = GEMM_BLOCK_FLOATS / (per_col > 0 ? per_col : 1);
-	cap = cap < GEMM_MIN_COLS ? GEMM_MIN_COLS : round_up(cap, VL);
+	cap = cap < GEMM_MIN_COLS ? GEMM_MIN_COLS : round_up(cap, unit);
 	int64_t want = (int64_t)TASKS_PER_THREAD * nthreads;
 	gp->ncb = ceil_div(gp->cols, cap);
 	if (gp->ncb < want && nthreads > 1) {
@@ -999,7 +1003,7 @@ static void gemm_blocks(struct gemm_plan *gp, int nthreads)
 	}
 	if (gp->ncb < 1)
 		gp->ncb = 1;
-	gp->cb = round_up(ceil_div(gp->cols, gp->ncb), VL);
+	gp->cb = round_up(ceil_div(gp->cols, gp->ncb), unit);
 	gp->ncb = ceil_div(gp->cols, gp->cb);
 	gp->nrb = 1;
 	if (gp->ncb < want && nthreads > 1) {
@@ -1020,10 +1024,10 @@ static void gemm_setup(struct gemm_plan *gp, const struct fused_conv *cv, int nt
 	gp->cols = cv->n * cv->oh * cv->ow;
 	if (!gp->direct)
 		shiftmap_plan(cv, &gp->sm);
-	gemm_blocks(gp, nthreads);
-	gp->ldcol = round_up(gp->cb, VL);
 	gp->isa = isa_now();
 	gp->own = gp->isa == ISA_AVX512;
+	gemm_blocks(gp, nthreads);
+	gp->ldcol = round_up(gp->cb, VL);
 	/* implicit GEMM: a segment per tap costs a few instructions of set-up per
 	 * tile, which a handful of input channels (a network's first layer) does
 	 * not pay back; there, copying the few im2col rows is cheaper */
