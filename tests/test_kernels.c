@@ -1446,5 +1446,7 @@ int main(void)
 	    cmocka_unit_test(test_fused_dw_pw),
 	    cmocka_unit_test(test_exec_quant_args),
 	};
+	/* the cases are small: share out every convolution, as a large one would be */
+	fused_set_par_min_macs(0);
 	DFQ_RUN_TESTS(tests);
 }

@@ -1451,8 +1451,32 @@ void fused_conv_masks_fill(const struct fused_conv *cv, void *buf)
 		shiftmap_masks(cv, &sm, buf);
 }
 
+/* Multiply-adds of a convolution below which it runs on the calling thread
+ * alone: waking the pool's sleeping workers takes tens of microseconds on a
+ * busy machine, more than half of such a convolution saves (measured: a
+ * 1-image eval of the ResNet sample, whose largest convolution has 1.8M, ran
+ * slower on 2 threads than on 1).  Batches of several images per thread do
+ * not meet this: their parts run side by side instead (optimize.c). */
+#define PAR_MIN_MACS (4 << 20)
+static atomic_llong par_min_macs = PAR_MIN_MACS; /* set by tests between runs */
+
+void fused_set_par_min_macs(long long macs)
+{
+	atomic_store(&par_min_macs, macs);
+}
+
+/* Whether cv is too small to share out (see PAR_MIN_MACS). */
+static bool conv_small(const struct fused_conv *cv)
+{
+	double macs = (double)cv->n * (double)cv->m * (double)(cv->oh * cv->ow) *
+	              (double)((cv->depthwise ? 1 : cv->c) * cv->kh * cv->kw);
+	return macs < (double)atomic_load(&par_min_macs);
+}
+
 int64_t fused_conv_scratch(const struct fused_conv *cv, int nthreads)
 {
+	if (conv_small(cv))
+		nthreads = 1; /* as fused_conv_run will run it */
 	if (cv->depthwise) {
 		struct shiftmap sm;
 		shiftmap_plan(cv, &sm);
@@ -1509,6 +1533,8 @@ static void run_depthwise(const struct fused_conv *cv, struct dfq_pool *pool, fl
 
 void fused_conv_run(const struct fused_conv *cv, struct dfq_pool *pool, float *scratch)
 {
+	if (conv_small(cv))
+		pool = NULL;
 	int nthreads = dfq_pool_size(pool);
 	if (cv->n * cv->m * cv->oh * cv->ow == 0)
 		return;
@@ -1723,6 +1749,8 @@ void fused_dw_pw_run(const struct fused_conv *dw, const struct fused_conv *pw,
 {
 	struct dwpw_job j;
 	memset(&j, 0, sizeof j);
+	if (conv_small(dw) && conv_small(pw))
+		pool = NULL;
 	j.dj.cv = dw;
 	j.dj.isa = ISA_AVX512;
 	shiftmap_plan(dw, &j.dj.sm);

@@ -105,6 +105,11 @@ void fused_cnhw_to_nchw(const float *src, float *dst, int64_t n, int64_t c, int6
 
 /* Use the portable kernels even where the CPU has AVX-512 or AVX2 (tests run both). */
 void fused_force_generic(bool on);
+
+/* Tests: the multiply-adds below which a convolution runs on the calling
+ * thread alone (fused.c's PAR_MIN_MACS by default); 0 shares out every one,
+ * so that small test cases take the multi-threaded paths. */
+void fused_set_par_min_macs(long long macs);
 /* "avx512", "avx2" or "generic": the kernels in use. */
 const char *fused_isa(void);
 
