@@ -1465,17 +1465,22 @@ void fused_set_par_min_macs(long long macs)
 	atomic_store(&par_min_macs, macs);
 }
 
-/* Whether cv is too small to share out (see PAR_MIN_MACS). */
-static bool conv_small(const struct fused_conv *cv)
+/* Multiply-adds of cv. */
+static double conv_macs(const struct fused_conv *cv)
 {
-	double macs = (double)cv->n * (double)cv->m * (double)(cv->oh * cv->ow) *
-	              (double)((cv->depthwise ? 1 : cv->c) * cv->kh * cv->kw);
+	return (double)cv->n * (double)cv->m * (double)(cv->oh * cv->ow) *
+	       (double)((cv->depthwise ? 1 : cv->c) * cv->kh * cv->kw);
+}
+
+/* Whether a job of macs multiply-adds is too small to share out (see PAR_MIN_MACS). */
+static bool too_small(double macs)
+{
 	return macs < (double)atomic_load(&par_min_macs);
 }
 
 int64_t fused_conv_scratch(const struct fused_conv *cv, int nthreads)
 {
-	if (conv_small(cv))
+	if (too_small(conv_macs(cv)))
 		nthreads = 1; /* as fused_conv_run will run it */
 	if (cv->depthwise) {
 		struct shiftmap sm;
@@ -1533,7 +1538,7 @@ static void run_depthwise(const struct fused_conv *cv, struct dfq_pool *pool, fl
 
 void fused_conv_run(const struct fused_conv *cv, struct dfq_pool *pool, float *scratch)
 {
-	if (conv_small(cv))
+	if (too_small(conv_macs(cv)))
 		pool = NULL;
 	int nthreads = dfq_pool_size(pool);
 	if (cv->n * cv->m * cv->oh * cv->ow == 0)
@@ -1749,7 +1754,7 @@ void fused_dw_pw_run(const struct fused_conv *dw, const struct fused_conv *pw,
 {
 	struct dwpw_job j;
 	memset(&j, 0, sizeof j);
-	if (conv_small(dw) && conv_small(pw))
+	if (too_small(conv_macs(dw) + conv_macs(pw))) /* one job for the pair */
 		pool = NULL;
 	j.dj.cv = dw;
 	j.dj.isa = ISA_AVX512;

@@ -110,6 +110,7 @@ void fused_force_generic(bool on);
  * thread alone (fused.c's PAR_MIN_MACS by default); 0 shares out every one,
  * so that small test cases take the multi-threaded paths. */
 void fused_set_par_min_macs(long long macs);
+
 /* "avx512", "avx2" or "generic": the kernels in use. */
 const char *fused_isa(void);
 
