@@ -970,6 +970,11 @@ static const struct chain_case chain_cases[] = {
     {5, 12, 12, 5, 5, 5, 1, 2, 4, 4, true, true, true, false, ACT_RELU, ACT_NONE},
     {3, 9, 8, 6, 3, 3, 1, 1, 1, 1, true, true, true, true, ACT_NONE, ACT_RELU},
     {2, 70, 70, 2, 3, 3, 1, 1, 1, 1, true, true, true, false, ACT_CLIP6, ACT_NONE},
+    /* depthwise 3x3 stride 2 on an even size with ow <= 16: by output rows
+     * (AVX-512); the widest rows, one-pixel rows, a multiplier, the residual */
+    {4, 32, 32, 8, 3, 3, 2, 1, 1, 1, true, true, true, true, ACT_RELU, ACT_CLIP},
+    {3, 2, 2, 3, 3, 3, 2, 1, 1, 1, true, false, true, true, ACT_NONE, ACT_RELU},
+    {5, 10, 6, 5, 3, 3, 2, 1, 1, 0, true, true, false, false, ACT_CLIP6, ACT_NONE},
 };
 
 static void test_fused_chains(void **state)
@@ -1333,6 +1338,7 @@ static void test_fused_dw_pw(void **state)
 	    {6, 18, 10, 14, 14, 2, false}, /* 18: a group of channels short */
 	    {4, 36, 4, 9, 11, 1, true},
 	    {16, 144, 24, 14, 14, 1, false}, /* several column blocks, the last short */
+	    {8, 40, 8, 32, 32, 2, false},    /* stride 2 by rows, 16-wide rows */
 	};
 	static const int64_t batches[] = {1, 5, 40};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

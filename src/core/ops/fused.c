@@ -1285,6 +1285,152 @@ static void dwm_task(void *arg, int64_t begin, int64_t end, int tid)
 	}
 }
 
+/* --- depthwise 3x3 stride 2 by output rows (AVX-512) --------------------------------------- */
+
+/* The shift map would first split the input into its four stride phases: a
+ * copy of the whole input, written where the caches do not keep it, which
+ * cost more than the convolution itself (MobileNetV2's two stride-2 layers ran
+ * at 7 GFLOP/s against 30 for stride 1).  With h == 2 oh and w == 2 ow <= 2 VL,
+ * an input row is two vectors, and its even columns, odd columns and odd
+ * columns moved one lane right (input columns 2 ox, 2 ox + 1 and 2 ox - 1, the
+ * three taps of output column ox) are three lane permutations of them.  An
+ * output row is then three input rows: rows 2 oy - 1 (zero for oy == 0), 2 oy
+ * and 2 oy + 1, the last of which is the first of the next output row. */
+
+static bool dw_s2_fits(const struct fused_conv *cv)
+{
+	return cv->depthwise && cv->kh == 3 && cv->kw == 3 && cv->sh == 2 && cv->sw == 2 &&
+	       cv->dh == 1 && cv->dw == 1 && cv->ph == 1 && cv->pw == 1 && cv->h == 2 * cv->oh &&
+	       cv->w == 2 * cv->ow && cv->ow >= 1 && cv->ow <= VL && cv->oh >= 1;
+}
+
+/* Whether this run takes the row kernel: the geometry, on AVX-512. */
+static bool dw_s2_rows(const struct fused_conv *cv)
+{
+	return isa_now() == ISA_AVX512 && dw_s2_fits(cv);
+}
+
+/* The three taps' columns of input row xr: t[0] = columns 2 ox - 1 (0 for
+ * ox == 0), t[1] = 2 ox, t[2] = 2 ox + 1, for lanes ox (those past ow are not
+ * stored by the caller).  ka, kb: the lanes of the row's two vectors. */
+TARGET_AVX512 INLINE void dws2_cols(const float *xr, __mmask16 ka, __mmask16 kb, __m512 t[3])
+{
+	const __m512i even =
+	    _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+	const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5,
+	                                     3, 1);
+	/* lane 0 is the left padding (masked to 0); lane l is column 2 l - 1 */
+	const __m512i left =
+	    _mm512_set_epi32(29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1, 0);
+	__m512 a = _mm512_maskz_loadu_ps(ka, xr), b = _mm512_maskz_loadu_ps(kb, xr + VL);
+	t[0] = _mm512_maskz_permutex2var_ps((__mmask16)0xfffe, a, left, b);
+	t[1] = _mm512_permutex2var_ps(a, even, b);
+	t[2] = _mm512_permutex2var_ps(a, odd, b);
+}
+
+/* Output rows [r0, r1) (numbered over all images: row r is row r % oh of image
+ * r / oh) of output channel m, the outputs at flat positions q in [q0, q1)
+ * only, stored at y + q - yoff, with the whole epilogue (as DWM_STORE). */
+TARGET_AVX512 static void dws2_body(const struct fused_conv *cv, int64_t m, int64_t r0,
+                                    int64_t r1, int64_t q0, int64_t q1, float *y, int64_t yoff)
+{
+	const struct fused_epi *e = &cv->epi;
+	const int64_t oh = cv->oh, ow = cv->ow, w = cv->w, blk = cv->n * oh * ow;
+	const float *xc = cv->x + m / (cv->m / cv->c) * cv->n * cv->h * w;
+	const float *wk = cv->wt + m * 9;
+	const float *res = e->res ? e->res + m * blk : NULL;
+	__m512 wt[9];
+	for (int t = 0; t < 9; t++)
+		wt[t] = _mm512_set1_ps(wk[t]);
+	v16f scale = {0}, bias = {0}, lo1 = {0}, hi1 = {0}, lo2 = {0}, hi2 = {0};
+	scale += epi_scale(e, m);
+	bias += epi_bias(e, m);
+	lo1 += e->lo1;
+	hi1 += e->hi1;
+	lo2 += e->lo2;
+	hi2 += e->hi2;
+	__mmask16 ka = (__mmask16)(w >= VL ? 0xffff : (1u << w) - 1);
+	__mmask16 kb = (__mmask16)(w > VL ? (1u << (w - VL)) - 1 : 0);
+	/* the taps of input row 2 oy - 1, kept from the row before */
+	__m512 up[3] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+	int64_t oy = r0 % oh;
+	const float *img = xc + r0 / oh * cv->h * w; /* the row's image */
+	for (int64_t r = r0; r < r1; r++) {
+		const float *xr = img + 2 * oy * w;
+		if (oy == 0) {
+			up[0] = up[1] = up[2] = _mm512_setzero_ps();
+		} else if (r == r0) {
+			dws2_cols(xr - w, ka, kb, up);
+		}
+		__m512 mid[3], dn[3];
+		dws2_cols(xr, ka, kb, mid);
+		dws2_cols(xr + w, ka, kb, dn);
+		/* a sum per kernel row: short chains, summed in this order everywhere */
+		__m512 s0 = _mm512_mul_ps(wt[0], up[0]);
+		__m512 s1 = _mm512_mul_ps(wt[3], mid[0]);
+		__m512 s2 = _mm512_mul_ps(wt[6], dn[0]);
+		s0 = _mm512_fmadd_ps(wt[1], up[1], s0);
+		s1 = _mm512_fmadd_ps(wt[4], mid[1], s1);
+		s2 = _mm512_fmadd_ps(wt[7], dn[1], s2);
+		s0 = _mm512_fmadd_ps(wt[2], up[2], s0);
+		s1 = _mm512_fmadd_ps(wt[5], mid[2], s1);
+		s2 = _mm512_fmadd_ps(wt[8], dn[2], s2);
+		v16f acc = (v16f)_mm512_add_ps(_mm512_add_ps(s0, s1), s2);
+		for (int t = 0; t < 3; t++)
+			up[t] = dn[t];
+		/* the row's outputs in [q0, q1): lanes [lo, hi) */
+		int64_t q = r * ow, lo = q0 > q ? q0 - q : 0, hi = q1 - q < ow ? q1 - q : ow;
+		if (hi > lo) {
+			acc = acc * scale + bias;
+			if (e->act1)
+				VCLIP(acc, lo1, hi1);
+			if (e->fq1)
+				VFQ(acc, e->q1);
+			__mmask16 k = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
+			if (res)
+				acc += (v16f)_mm512_maskz_loadu_ps(k, res + q);
+			if (e->act2)
+				VCLIP(acc, lo2, hi2);
+			if (e->fq2)
+				VFQ(acc, e->q2);
+			_mm512_mask_storeu_ps(y + q - yoff, k, (__m512)acc);
+		}
+		if (++oy == oh) {
+			oy = 0;
+			img += cv->h * w;
+		}
+	}
+}
+
+struct dws2_job {
+	const struct fused_conv *cv;
+	int64_t rows_per; /* output rows per work item */
+	int64_t nitems;   /* items per channel */
+};
+
+/* Work item = (output channel, run of rows_per output rows). */
+static void dws2_task(void *arg, int64_t begin, int64_t end, int tid)
+{
+	const struct dws2_job *j = arg;
+	const struct fused_conv *cv = j->cv;
+	int64_t rows = cv->n * cv->oh;
+	for (int64_t it = begin; it < end; it++) {
+		int64_t m = it / j->nitems, r0 = it % j->nitems * j->rows_per;
+		int64_t r1 = r0 + j->rows_per < rows ? r0 + j->rows_per : rows;
+		dws2_body(cv, m, r0, r1, 0, rows * cv->ow, cv->y + m * rows * cv->ow, 0);
+	}
+}
+
+static void run_dw_s2(const struct fused_conv *cv, struct dfq_pool *pool)
+{
+	int64_t rows = cv->n * cv->oh;
+	struct dws2_job j = {.cv = cv, .rows_per = DW_CHUNK / cv->ow};
+	if (j.rows_per < 1)
+		j.rows_per = 1;
+	j.nitems = ceil_div(rows, j.rows_per);
+	dfq_pool_run(pool, cv->m * j.nitems, 1, dws2_task, &j);
+}
+
 /* --- depthwise through padded phase planes (any geometry) ----------------------------------- */
 
 struct dw_plan {
@@ -1504,6 +1650,10 @@ int64_t fused_conv_scratch(const struct fused_conv *cv, int nthreads)
 static void run_depthwise(const struct fused_conv *cv, struct dfq_pool *pool, float *scratch)
 {
 	int nthreads = dfq_pool_size(pool);
+	if (dw_s2_rows(cv)) {
+		run_dw_s2(cv, pool);
+		return;
+	}
 	struct dwm_job jb = {.cv = cv, .isa = isa_now()};
 	shiftmap_plan(cv, &jb.sm);
 	if (jb.sm.ok) {
@@ -1675,6 +1825,7 @@ struct dwpw_job {
 	int64_t ldt;         /* row stride of a block buffer */
 	int64_t per_thread;  /* floats of a thread's block buffer */
 	float *tbuf;
+	bool s2; /* the depthwise by output rows (dw_s2_rows) */
 };
 
 /* Columns per block. */
@@ -1732,11 +1883,18 @@ static void dwpw_task(void *arg, int64_t begin, int64_t end, int tid)
 	for (int64_t b = begin; b < end; b++) {
 		int64_t j0 = b * j->cb, j1 = j0 + j->cb < cols ? j0 + j->cb : cols;
 		dj.yoff = j0;
-		int64_t m = 0;
-		for (; m + DWM_CG <= mdw; m += DWM_CG)
-			dwm_avx512_cg(&dj, m, j0, j1);
-		for (; m < mdw; m++)
-			dwm_avx512(&dj, m, j0, j1);
+		if (j->s2) {
+			/* the output rows the block's columns fall in */
+			int64_t ow = dj.cv->ow, r0 = j0 / ow, r1 = ceil_div(j1, ow);
+			for (int64_t m = 0; m < mdw; m++)
+				dws2_body(dj.cv, m, r0, r1, j0, j1, t + m * j->ldt, j0);
+		} else {
+			int64_t m = 0;
+			for (; m + DWM_CG <= mdw; m += DWM_CG)
+				dwm_avx512_cg(&dj, m, j0, j1);
+			for (; m < mdw; m++)
+				dwm_avx512(&dj, m, j0, j1);
+		}
 		/* the micro-kernel reads the last vector of a short block whole (and
 		 * never stores the sums of its lanes past the end): keep those lanes
 		 * finite numbers, not whatever the scratch held */
@@ -1758,16 +1916,22 @@ void fused_dw_pw_run(const struct fused_conv *dw, const struct fused_conv *pw,
 		pool = NULL;
 	j.dj.cv = dw;
 	j.dj.isa = ISA_AVX512;
+	j.s2 = dw_s2_rows(dw);
 	shiftmap_plan(dw, &j.dj.sm);
+	/* the scratch is laid out as fused_dw_pw_scratch sized it; the row kernel
+	 * needs neither the masks nor the split input */
 	float *s = scratch;
 	if (dw->masks) {
 		shiftmap_set_masks(&j.dj.sm, (int32_t *)dw->masks);
 	} else {
-		shiftmap_masks(dw, &j.dj.sm, (int32_t *)s);
-		shiftmap_set_masks(&j.dj.sm, (int32_t *)s);
+		if (!j.s2) {
+			shiftmap_masks(dw, &j.dj.sm, (int32_t *)s);
+			shiftmap_set_masks(&j.dj.sm, (int32_t *)s);
+		}
 		s += shiftmap_mask_floats(&j.dj.sm);
 	}
-	shiftmap_source(dw, &j.dj.sm, s, pool);
+	if (!j.s2)
+		shiftmap_source(dw, &j.dj.sm, s, pool);
 	s += shiftmap_src_floats(dw, &j.dj.sm);
 	gemm_setup(&j.gp, pw, 1);
 	j.cb = dwpw_block(dw, pw);
