@@ -975,6 +975,11 @@ static const struct chain_case chain_cases[] = {
     {4, 32, 32, 8, 3, 3, 2, 1, 1, 1, true, true, true, true, ACT_RELU, ACT_CLIP},
     {3, 2, 2, 3, 3, 3, 2, 1, 1, 1, true, false, true, true, ACT_NONE, ACT_RELU},
     {5, 10, 6, 5, 3, 3, 2, 1, 1, 0, true, true, false, false, ACT_CLIP6, ACT_NONE},
+    /* the shift map on rows of 1, 3, 5 and 16 outputs */
+    {3, 5, 1, 6, 3, 3, 1, 1, 1, 1, true, true, true, true, ACT_RELU, ACT_NONE},
+    {4, 7, 3, 4, 3, 3, 1, 1, 1, 1, true, false, true, false, ACT_CLIP6, ACT_NONE},
+    {5, 5, 5, 5, 3, 3, 1, 1, 1, 1, true, true, false, true, ACT_NONE, ACT_CLIP},
+    {4, 16, 16, 4, 3, 3, 1, 1, 1, 1, true, true, true, true, ACT_CLIP6, ACT_RELU},
 };
 
 static void test_fused_chains(void **state)
@@ -1339,6 +1344,7 @@ static void test_fused_dw_pw(void **state)
 	    {4, 36, 4, 9, 11, 1, true},
 	    {16, 144, 24, 14, 14, 1, false}, /* several column blocks, the last short */
 	    {8, 40, 8, 32, 32, 2, false},    /* stride 2 by rows, 16-wide rows */
+	    {8, 24, 8, 3, 3, 1, true},       /* 3x3 images: a block holds many */
 	};
 	static const int64_t batches[] = {1, 5, 40};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -1295,19 +1295,92 @@ static void dwm_task(void *arg, int64_t begin, int64_t end, int tid)
  * columns moved one lane right (input columns 2 ox, 2 ox + 1 and 2 ox - 1, the
  * three taps of output column ox) are three lane permutations of them.  An
  * output row is then three input rows: rows 2 oy - 1 (zero for oy == 0), 2 oy
- * and 2 oy + 1, the last of which is the first of the next output row. */
+ * and 2 oy + 1, the last of which is the first of the next output row.
+ *
+ * (The same by rows for stride 1, several short rows a vector with their
+ * neighbours' columns moved in by lane shifts, was measured no faster than
+ * the shift map's kernel: its per-row work outweighs the loads it saves.)
+ *
+ * Every output is summed in the same order whichever rows it was computed
+ * with: the depthwise convolution paired with its 1x1 convolution (blocks of
+ * columns) gives exactly what it gives alone. */
 
-static bool dw_s2_fits(const struct fused_conv *cv)
+static bool dw_rows_fits(const struct fused_conv *cv)
 {
 	return cv->depthwise && cv->kh == 3 && cv->kw == 3 && cv->sh == 2 && cv->sw == 2 &&
-	       cv->dh == 1 && cv->dw == 1 && cv->ph == 1 && cv->pw == 1 && cv->h == 2 * cv->oh &&
-	       cv->w == 2 * cv->ow && cv->ow >= 1 && cv->ow <= VL && cv->oh >= 1;
+	       cv->dh == 1 && cv->dw == 1 && cv->ph == 1 && cv->pw == 1 && cv->oh >= 1 &&
+	       cv->ow >= 1 && cv->ow <= VL && cv->h == 2 * cv->oh && cv->w == 2 * cv->ow;
 }
 
-/* Whether this run takes the row kernel: the geometry, on AVX-512. */
-static bool dw_s2_rows(const struct fused_conv *cv)
+/* Whether this run takes the row kernels: the geometry, on AVX-512. */
+static bool dw_rows(const struct fused_conv *cv)
 {
-	return isa_now() == ISA_AVX512 && dw_s2_fits(cv);
+	return isa_now() == ISA_AVX512 && dw_rows_fits(cv);
+}
+
+/* The epilogue of one output channel, read out of struct fused_epi once: in
+ * the row loops, the compiler would reload every field after every store. */
+struct dwr_epi {
+	v16f scale, bias, lo1, hi1, lo2, hi2;
+	bool act1, act2, fq1, fq2;
+	struct fused_fq q1, q2;
+	const float *res; /* the channel's residual plane, or NULL */
+};
+
+static struct dwr_epi dwr_epi_of(const struct fused_conv *cv, int64_t m)
+{
+	const struct fused_epi *e = &cv->epi;
+	struct dwr_epi d = {.act1 = e->act1,
+	                    .act2 = e->act2,
+	                    .fq1 = e->fq1,
+	                    .fq2 = e->fq2,
+	                    .q1 = e->q1,
+	                    .q2 = e->q2,
+	                    .res = e->res ? e->res + m * cv->n * cv->oh * cv->ow : NULL};
+	d.scale += epi_scale(e, m);
+	d.bias += epi_bias(e, m);
+	d.lo1 += e->lo1;
+	d.hi1 += e->hi1;
+	d.lo2 += e->lo2;
+	d.hi2 += e->hi2;
+	return d;
+}
+
+/* The epilogue (as DWM_STORE) of the outputs acc at flat positions q + l for
+ * the lanes l in k, stored at y + q - yoff. */
+TARGET_AVX512 INLINE void dwr_store(const struct dwr_epi *d, v16f acc, int64_t q, __mmask16 k,
+                                    float *y, int64_t yoff)
+{
+	acc = acc * d->scale + d->bias;
+	if (d->act1)
+		VCLIP(acc, d->lo1, d->hi1);
+	if (d->fq1)
+		VFQ(acc, d->q1);
+	if (d->res)
+		acc += (v16f)_mm512_maskz_loadu_ps(k, d->res + q);
+	if (d->act2)
+		VCLIP(acc, d->lo2, d->hi2);
+	if (d->fq2)
+		VFQ(acc, d->q2);
+	_mm512_mask_storeu_ps(y + q - yoff, k, (__m512)acc);
+}
+
+/* The sum of the nine taps (up, mid, dn: the kernel rows' inputs, each as its
+ * left, centre and right columns): a sum per kernel row, then the three, in
+ * this order everywhere. */
+TARGET_AVX512 INLINE __m512 dwr_sum(const __m512 *wt, const __m512 *up, const __m512 *mid,
+                                    const __m512 *dn)
+{
+	__m512 s0 = _mm512_mul_ps(wt[0], up[0]);
+	__m512 s1 = _mm512_mul_ps(wt[3], mid[0]);
+	__m512 s2 = _mm512_mul_ps(wt[6], dn[0]);
+	s0 = _mm512_fmadd_ps(wt[1], up[1], s0);
+	s1 = _mm512_fmadd_ps(wt[4], mid[1], s1);
+	s2 = _mm512_fmadd_ps(wt[7], dn[1], s2);
+	s0 = _mm512_fmadd_ps(wt[2], up[2], s0);
+	s1 = _mm512_fmadd_ps(wt[5], mid[2], s1);
+	s2 = _mm512_fmadd_ps(wt[8], dn[2], s2);
+	return _mm512_add_ps(_mm512_add_ps(s0, s1), s2);
 }
 
 /* The three taps' columns of input row xr: t[0] = columns 2 ox - 1 (0 for
@@ -1329,26 +1402,17 @@ TARGET_AVX512 INLINE void dws2_cols(const float *xr, __mmask16 ka, __mmask16 kb,
 }
 
 /* Output rows [r0, r1) (numbered over all images: row r is row r % oh of image
- * r / oh) of output channel m, the outputs at flat positions q in [q0, q1)
- * only, stored at y + q - yoff, with the whole epilogue (as DWM_STORE). */
+ * r / oh) of output channel m, stride 2; only the outputs at flat positions q
+ * in [q0, q1) are stored, at y + q - yoff. */
 TARGET_AVX512 static void dws2_body(const struct fused_conv *cv, int64_t m, int64_t r0,
                                     int64_t r1, int64_t q0, int64_t q1, float *y, int64_t yoff)
 {
-	const struct fused_epi *e = &cv->epi;
-	const int64_t oh = cv->oh, ow = cv->ow, w = cv->w, blk = cv->n * oh * ow;
+	const int64_t oh = cv->oh, ow = cv->ow, w = cv->w;
 	const float *xc = cv->x + m / (cv->m / cv->c) * cv->n * cv->h * w;
-	const float *wk = cv->wt + m * 9;
-	const float *res = e->res ? e->res + m * blk : NULL;
+	const struct dwr_epi d = dwr_epi_of(cv, m);
 	__m512 wt[9];
 	for (int t = 0; t < 9; t++)
-		wt[t] = _mm512_set1_ps(wk[t]);
-	v16f scale = {0}, bias = {0}, lo1 = {0}, hi1 = {0}, lo2 = {0}, hi2 = {0};
-	scale += epi_scale(e, m);
-	bias += epi_bias(e, m);
-	lo1 += e->lo1;
-	hi1 += e->hi1;
-	lo2 += e->lo2;
-	hi2 += e->hi2;
+		wt[t] = _mm512_set1_ps(cv->wt[m * 9 + t]);
 	__mmask16 ka = (__mmask16)(w >= VL ? 0xffff : (1u << w) - 1);
 	__mmask16 kb = (__mmask16)(w > VL ? (1u << (w - VL)) - 1 : 0);
 	/* the taps of input row 2 oy - 1, kept from the row before */
@@ -1357,44 +1421,21 @@ TARGET_AVX512 static void dws2_body(const struct fused_conv *cv, int64_t m, int6
 	const float *img = xc + r0 / oh * cv->h * w; /* the row's image */
 	for (int64_t r = r0; r < r1; r++) {
 		const float *xr = img + 2 * oy * w;
-		if (oy == 0) {
+		if (oy == 0)
 			up[0] = up[1] = up[2] = _mm512_setzero_ps();
-		} else if (r == r0) {
+		else if (r == r0)
 			dws2_cols(xr - w, ka, kb, up);
-		}
 		__m512 mid[3], dn[3];
 		dws2_cols(xr, ka, kb, mid);
 		dws2_cols(xr + w, ka, kb, dn);
-		/* a sum per kernel row: short chains, summed in this order everywhere */
-		__m512 s0 = _mm512_mul_ps(wt[0], up[0]);
-		__m512 s1 = _mm512_mul_ps(wt[3], mid[0]);
-		__m512 s2 = _mm512_mul_ps(wt[6], dn[0]);
-		s0 = _mm512_fmadd_ps(wt[1], up[1], s0);
-		s1 = _mm512_fmadd_ps(wt[4], mid[1], s1);
-		s2 = _mm512_fmadd_ps(wt[7], dn[1], s2);
-		s0 = _mm512_fmadd_ps(wt[2], up[2], s0);
-		s1 = _mm512_fmadd_ps(wt[5], mid[2], s1);
-		s2 = _mm512_fmadd_ps(wt[8], dn[2], s2);
-		v16f acc = (v16f)_mm512_add_ps(_mm512_add_ps(s0, s1), s2);
+		v16f acc = (v16f)dwr_sum(wt, up, mid, dn);
 		for (int t = 0; t < 3; t++)
 			up[t] = dn[t];
 		/* the row's outputs in [q0, q1): lanes [lo, hi) */
 		int64_t q = r * ow, lo = q0 > q ? q0 - q : 0, hi = q1 - q < ow ? q1 - q : ow;
-		if (hi > lo) {
-			acc = acc * scale + bias;
-			if (e->act1)
-				VCLIP(acc, lo1, hi1);
-			if (e->fq1)
-				VFQ(acc, e->q1);
-			__mmask16 k = (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
-			if (res)
-				acc += (v16f)_mm512_maskz_loadu_ps(k, res + q);
-			if (e->act2)
-				VCLIP(acc, lo2, hi2);
-			if (e->fq2)
-				VFQ(acc, e->q2);
-			_mm512_mask_storeu_ps(y + q - yoff, k, (__m512)acc);
-		}
+		if (hi > lo)
+			dwr_store(&d, acc, q, (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1)), y,
+			          yoff);
 		if (++oy == oh) {
 			oy = 0;
 			img += cv->h * w;
@@ -1402,33 +1443,34 @@ TARGET_AVX512 static void dws2_body(const struct fused_conv *cv, int64_t m, int6
 	}
 }
 
-struct dws2_job {
+struct dwr_job {
 	const struct fused_conv *cv;
 	int64_t rows_per; /* output rows per work item */
 	int64_t nitems;   /* items per channel */
 };
 
 /* Work item = (output channel, run of rows_per output rows). */
-static void dws2_task(void *arg, int64_t begin, int64_t end, int tid)
+static void dwr_task(void *arg, int64_t begin, int64_t end, int tid)
 {
-	const struct dws2_job *j = arg;
+	const struct dwr_job *j = arg;
 	const struct fused_conv *cv = j->cv;
 	int64_t rows = cv->n * cv->oh;
 	for (int64_t it = begin; it < end; it++) {
 		int64_t m = it / j->nitems, r0 = it % j->nitems * j->rows_per;
 		int64_t r1 = r0 + j->rows_per < rows ? r0 + j->rows_per : rows;
-		dws2_body(cv, m, r0, r1, 0, rows * cv->ow, cv->y + m * rows * cv->ow, 0);
+		/* the item's outputs only: the next item's rows are another's */
+		dws2_body(cv, m, r0, r1, r0 * cv->ow, r1 * cv->ow, cv->y + m * rows * cv->ow, 0);
 	}
 }
 
-static void run_dw_s2(const struct fused_conv *cv, struct dfq_pool *pool)
+static void run_dw_rows(const struct fused_conv *cv, struct dfq_pool *pool)
 {
 	int64_t rows = cv->n * cv->oh;
-	struct dws2_job j = {.cv = cv, .rows_per = DW_CHUNK / cv->ow};
+	struct dwr_job j = {.cv = cv, .rows_per = DW_CHUNK / cv->ow};
 	if (j.rows_per < 1)
 		j.rows_per = 1;
 	j.nitems = ceil_div(rows, j.rows_per);
-	dfq_pool_run(pool, cv->m * j.nitems, 1, dws2_task, &j);
+	dfq_pool_run(pool, cv->m * j.nitems, 1, dwr_task, &j);
 }
 
 /* --- depthwise through padded phase planes (any geometry) ----------------------------------- */
@@ -1650,8 +1692,8 @@ int64_t fused_conv_scratch(const struct fused_conv *cv, int nthreads)
 static void run_depthwise(const struct fused_conv *cv, struct dfq_pool *pool, float *scratch)
 {
 	int nthreads = dfq_pool_size(pool);
-	if (dw_s2_rows(cv)) {
-		run_dw_s2(cv, pool);
+	if (dw_rows(cv)) {
+		run_dw_rows(cv, pool);
 		return;
 	}
 	struct dwm_job jb = {.cv = cv, .isa = isa_now()};
@@ -1825,7 +1867,7 @@ struct dwpw_job {
 	int64_t ldt;         /* row stride of a block buffer */
 	int64_t per_thread;  /* floats of a thread's block buffer */
 	float *tbuf;
-	bool s2; /* the depthwise by output rows (dw_s2_rows) */
+	bool rows; /* the depthwise by output rows (dw_rows: stride 2) */
 };
 
 /* Columns per block. */
@@ -1883,7 +1925,7 @@ static void dwpw_task(void *arg, int64_t begin, int64_t end, int tid)
 	for (int64_t b = begin; b < end; b++) {
 		int64_t j0 = b * j->cb, j1 = j0 + j->cb < cols ? j0 + j->cb : cols;
 		dj.yoff = j0;
-		if (j->s2) {
+		if (j->rows) {
 			/* the output rows the block's columns fall in */
 			int64_t ow = dj.cv->ow, r0 = j0 / ow, r1 = ceil_div(j1, ow);
 			for (int64_t m = 0; m < mdw; m++)
@@ -1916,7 +1958,7 @@ void fused_dw_pw_run(const struct fused_conv *dw, const struct fused_conv *pw,
 		pool = NULL;
 	j.dj.cv = dw;
 	j.dj.isa = ISA_AVX512;
-	j.s2 = dw_s2_rows(dw);
+	j.rows = dw_rows(dw);
 	shiftmap_plan(dw, &j.dj.sm);
 	/* the scratch is laid out as fused_dw_pw_scratch sized it; the row kernel
 	 * needs neither the masks nor the split input */
@@ -1924,13 +1966,13 @@ void fused_dw_pw_run(const struct fused_conv *dw, const struct fused_conv *pw,
 	if (dw->masks) {
 		shiftmap_set_masks(&j.dj.sm, (int32_t *)dw->masks);
 	} else {
-		if (!j.s2) {
+		if (!j.rows) {
 			shiftmap_masks(dw, &j.dj.sm, (int32_t *)s);
 			shiftmap_set_masks(&j.dj.sm, (int32_t *)s);
 		}
 		s += shiftmap_mask_floats(&j.dj.sm);
 	}
-	if (!j.s2)
+	if (!j.rows)
 		shiftmap_source(dw, &j.dj.sm, s, pool);
 	s += shiftmap_src_floats(dw, &j.dj.sm);
 	gemm_setup(&j.gp, pw, 1);
