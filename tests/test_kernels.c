@@ -844,6 +844,14 @@ static void run_graph(const struct dfq_graph *g, bool fast, int nthreads,
 	dfq_exec_free(ex);
 }
 
+/* The sub-batches a batch of n images runs as on one thread: batches of more
+ * than SUB_BATCH (optimize.c: 16) images run in parts of at most that many. */
+static int64_t sub_batches(int64_t n)
+{
+	const int64_t sub = 16;
+	return n > sub ? (n + sub - 1) / sub : 1;
+}
+
 /* Calls of the step that ran the case's whole chain in ex's last run (profile
  * on), 0 if no step did. */
 static int64_t chain_step_calls(struct dfq_exec *ex, const struct chain_case *cc)
@@ -936,8 +944,7 @@ static void run_chain_case(const struct chain_case *cc, int64_t n, const char *w
 		free_tensors(2, got);
 	}
 	fused_force_generic(false);
-	/* batches of more than 32 images (SUB_BATCH in optimize.c) run in parts */
-	int64_t runs = fused_whole_chain(g, cc, in), parts = n > 32 ? (n + 31) / 32 : 1;
+	int64_t runs = fused_whole_chain(g, cc, in), parts = sub_batches(n);
 	if (runs != parts)
 		fail_msg("%s: the chain ran as one step %lld times, not %lld", what,
 		         (long long)runs, (long long)parts);
@@ -1010,7 +1017,7 @@ static void test_fused_sub_batches(void **state)
 	g->values[vi].shape.dims[0] = chain_cases[2].m;
 	struct dfq_tensor *in[2];
 	case_inputs(&chain_cases[2], 70, in);
-	assert_int_equal(fused_whole_chain(g, &chain_cases[2], in), 3);
+	assert_int_equal(fused_whole_chain(g, &chain_cases[2], in), sub_batches(70));
 	free_tensors(2, in);
 	dfq_graph_free(g);
 }
