@@ -1046,6 +1046,7 @@ struct dwm_job {
 	 * and 0, except in a block buffer of fused_dw_pw_run, which has no residual) */
 	float *y;
 	int64_t yld, yoff;
+	bool rows3; /* dwm3_fits: the AVX-512 kernels take dwm3_avx512_body */
 };
 
 /* The epilogue after act1 and q1 for one vector of outputs q (len lanes exist),
@@ -1234,16 +1235,137 @@ TARGET_AVX512 INLINE void dwm_avx512_body(const int cg, const struct dwm_job *jb
 	}
 }
 
+/* dwm_avx512_body for a 3x3 kernel at stride 1, dilation 1 and "same" pads
+ * (dwm3_fits): a kernel row's three taps read the input at three consecutive
+ * offsets, so instead of three loads per output vector (unaligned: almost all
+ * split across two cache lines) each row loads its centre tap's vectors and
+ * one more on either side, and makes the left and right taps' vectors from
+ * neighbours with a lane shift (valignd).  The taps' border masks go on the
+ * multiply-adds instead of the loads.  Same sums, in the same order (taps
+ * t = 0..8), as dwm_avx512_body; only a masked lane differs: there it adds
+ * w * 0, here it is left alone (a -0 sum stays -0). */
+static bool dwm3_fits(const struct fused_conv *cv, const struct shiftmap *sm)
+{
+	return sm->ok && !sm->deint && cv->kh == 3 && cv->kw == 3 && cv->dh == 1 &&
+	       cv->dw == 1 && cv->ph == 1 && cv->pw == 1;
+}
+
+TARGET_AVX512 INLINE void dwm3_avx512_body(const int cg, const struct dwm_job *jb, int64_t m0,
+                                           int64_t q0, int64_t q1)
+{
+	const struct fused_conv *cv = jb->cv;
+	const struct shiftmap *sm = &jb->sm;
+	const struct fused_epi *e = &cv->epi;
+	int64_t blk = cv->n * sm->ohw, mult = cv->m / cv->c, ohw = sm->ohw, ow = cv->ow;
+	const uint16_t *km[9];
+	for (int t = 0; t < 9; t++)
+		km[t] = tap_kmask(sm, t);
+	const float *base[DWM_CG];
+	const float *wk[DWM_CG];
+#pragma GCC unroll 8
+	for (int g = 0; g < cg; g++) {
+		base[g] = sm->src + (m0 + g) / mult * blk;
+		wk[g] = cv->wt + (m0 + g) * 9;
+	}
+	v16f lo1 = {0}, hi1 = {0}, lo2 = {0}, hi2 = {0};
+	lo1 += e->lo1;
+	hi1 += e->hi1;
+	lo2 += e->lo2;
+	hi2 += e->hi2;
+	int64_t r = q0 % ohw;
+	for (int64_t q = q0; q < q1; q += DWM_NV * VL) {
+		int64_t rv[DWM_NV];
+		dwm_positions(rv, &r, ohw);
+		__m512 a[DWM_CG][DWM_NV];
+#pragma GCC unroll 8
+		for (int g = 0; g < cg; g++)
+#pragma GCC unroll 8
+			for (int v = 0; v < DWM_NV; v++)
+				a[g][v] = _mm512_setzero_ps();
+		for (int kh = 0; kh < 3; kh++) {
+			__mmask16 k[3][DWM_NV];
+#pragma GCC unroll 3
+			for (int kw = 0; kw < 3; kw++)
+#pragma GCC unroll 8
+				for (int v = 0; v < DWM_NV; v++)
+					k[kw][v] = km[kh * 3 + kw][rv[v]];
+			int64_t o = (kh - 1) * ow + q; /* the centre tap's offset */
+#pragma GCC unroll 8
+			for (int g = 0; g < cg; g++) {
+				const float *sp = base[g] + o;
+				__m512i x[DWM_NV + 2]; /* vectors -1 .. DWM_NV of the row */
+#pragma GCC unroll 8
+				for (int v = 0; v < DWM_NV + 2; v++)
+					x[v] = _mm512_castps_si512(_mm512_loadu_ps(sp + (v - 1) * VL));
+				__m512 w0 = _mm512_set1_ps(wk[g][kh * 3]);
+				__m512 w1 = _mm512_set1_ps(wk[g][kh * 3 + 1]);
+				__m512 w2 = _mm512_set1_ps(wk[g][kh * 3 + 2]);
+#pragma GCC unroll 8
+				for (int v = 0; v < DWM_NV; v++) {
+					__m512 left = _mm512_castsi512_ps(
+					    _mm512_alignr_epi32(x[v + 1], x[v], 15));
+					__m512 mid = _mm512_castsi512_ps(x[v + 1]);
+					__m512 right = _mm512_castsi512_ps(
+					    _mm512_alignr_epi32(x[v + 2], x[v + 1], 1));
+					a[g][v] = _mm512_mask3_fmadd_ps(w0, left, a[g][v], k[0][v]);
+					a[g][v] = _mm512_mask3_fmadd_ps(w1, mid, a[g][v], k[1][v]);
+					a[g][v] = _mm512_mask3_fmadd_ps(w2, right, a[g][v], k[2][v]);
+				}
+			}
+		}
+		int64_t left = q1 - q;
+#pragma GCC unroll 8
+		for (int g = 0; g < cg; g++) {
+			int64_t m = m0 + g;
+			float *y = jb->y + m * jb->yld;
+			const float *res = e->res ? e->res + m * blk : NULL;
+			v16f scale = {0}, bias = {0};
+			scale += epi_scale(e, m);
+			bias += epi_bias(e, m);
+#pragma GCC unroll 8
+			for (int v = 0; v < DWM_NV; v++) {
+				if (left <= v * VL)
+					break;
+				v16f acc = (v16f)a[g][v] * scale + bias;
+				if (e->act1)
+					VCLIP(acc, lo1, hi1);
+				if (e->fq1)
+					VFQ(acc, e->q1);
+				int64_t len = left - v * VL < VL ? left - v * VL : VL;
+				DWM_STORE(acc, q + v * VL, q + v * VL - jb->yoff, len);
+			}
+		}
+	}
+}
+
+TARGET_AVX512 static void dwm3_avx512_cg(const struct dwm_job *jb, int64_t m0, int64_t q0,
+                                         int64_t q1)
+{
+	dwm3_avx512_body(DWM_CG, jb, m0, q0, q1);
+}
+
+TARGET_AVX512 static void dwm3_avx512(const struct dwm_job *jb, int64_t m, int64_t q0,
+                                      int64_t q1)
+{
+	dwm3_avx512_body(1, jb, m, q0, q1);
+}
+
 /* A whole group of channels, and a single channel (the rest of a group). */
 TARGET_AVX512 static void dwm_avx512_cg(const struct dwm_job *jb, int64_t m0, int64_t q0,
                                         int64_t q1)
 {
-	dwm_avx512_body(DWM_CG, jb, m0, q0, q1);
+	if (jb->rows3)
+		dwm3_avx512_cg(jb, m0, q0, q1);
+	else
+		dwm_avx512_body(DWM_CG, jb, m0, q0, q1);
 }
 
 TARGET_AVX512 static void dwm_avx512(const struct dwm_job *jb, int64_t m, int64_t q0, int64_t q1)
 {
-	dwm_avx512_body(1, jb, m, q0, q1);
+	if (jb->rows3)
+		dwm3_avx512(jb, m, q0, q1);
+	else
+		dwm_avx512_body(1, jb, m, q0, q1);
 }
 
 TARGET_AVX2 static void dwm_avx2(const struct dwm_job *jb, int64_t m, int64_t q0, int64_t q1)
@@ -1698,6 +1820,7 @@ static void run_depthwise(const struct fused_conv *cv, struct dfq_pool *pool, fl
 	}
 	struct dwm_job jb = {.cv = cv, .isa = isa_now()};
 	shiftmap_plan(cv, &jb.sm);
+	jb.rows3 = dwm3_fits(cv, &jb.sm);
 	if (jb.sm.ok) {
 		float *s = scratch;
 		if (cv->masks) {
@@ -1960,6 +2083,7 @@ void fused_dw_pw_run(const struct fused_conv *dw, const struct fused_conv *pw,
 	j.dj.isa = ISA_AVX512;
 	j.rows = dw_rows(dw);
 	shiftmap_plan(dw, &j.dj.sm);
+	j.dj.rows3 = dwm3_fits(dw, &j.dj.sm);
 	/* the scratch is laid out as fused_dw_pw_scratch sized it; the row kernel
 	 * needs neither the masks nor the split input */
 	float *s = scratch;
