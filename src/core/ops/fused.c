@@ -1246,8 +1246,11 @@ TARGET_AVX512 INLINE void dwm_avx512_body(const int cg, const struct dwm_job *jb
  * w * 0, here it is left alone (a -0 sum stays -0). */
 static bool dwm3_fits(const struct fused_conv *cv, const struct shiftmap *sm)
 {
+	/* its loads reach a vector further than the shift map's: up to ow + 1 +
+	 * (DWM_NV + 1) * VL floats past an end, into the guard */
 	return sm->ok && !sm->deint && cv->kh == 3 && cv->kw == 3 && cv->dh == 1 &&
-	       cv->dw == 1 && cv->ph == 1 && cv->pw == 1;
+	       cv->dw == 1 && cv->ph == 1 && cv->pw == 1 &&
+	       cv->ow + 1 + (DWM_NV + 2) * VL <= FUSED_GUARD;
 }
 
 TARGET_AVX512 INLINE void dwm3_avx512_body(const int cg, const struct dwm_job *jb, int64_t m0,
