@@ -1152,6 +1152,55 @@ INLINE void dwm_body(const struct dwm_job *jb, int64_t m, int64_t q0, int64_t q1
 	}
 }
 
+/* The activations' bounds as vectors: lo1, hi1, lo2, hi2. */
+struct dwm_bounds {
+	v16f lo1, hi1, lo2, hi2;
+};
+
+static struct dwm_bounds dwm_bounds_of(const struct fused_epi *e)
+{
+	struct dwm_bounds b = {{0}, {0}, {0}, {0}};
+	b.lo1 += e->lo1;
+	b.hi1 += e->hi1;
+	b.lo2 += e->lo2;
+	b.hi2 += e->hi2;
+	return b;
+}
+
+/* The epilogue of the AVX-512 depthwise kernels: the sums a of cg channels
+ * from m0 and DWM_NV vectors of outputs from q (those before q1 exist),
+ * stored through the whole epilogue (bd: dwm_bounds_of the epilogue). */
+TARGET_AVX512 INLINE void dwm_store_group(const int cg, const struct dwm_job *jb, int64_t m0,
+                                          int64_t q, int64_t q1, __m512 a[DWM_CG][DWM_NV],
+                                          const struct dwm_bounds *bd)
+{
+	const struct fused_conv *cv = jb->cv;
+	const struct fused_epi *e = &cv->epi;
+	int64_t blk = cv->n * jb->sm.ohw, left = q1 - q;
+	const v16f lo1 = bd->lo1, hi1 = bd->hi1, lo2 = bd->lo2, hi2 = bd->hi2;
+#pragma GCC unroll 8
+	for (int g = 0; g < cg; g++) {
+		int64_t m = m0 + g;
+		float *y = jb->y + m * jb->yld;
+		const float *res = e->res ? e->res + m * blk : NULL;
+		v16f scale = {0}, bias = {0};
+		scale += epi_scale(e, m);
+		bias += epi_bias(e, m);
+#pragma GCC unroll 8
+		for (int v = 0; v < DWM_NV; v++) {
+			if (left <= v * VL)
+				break;
+			v16f acc = (v16f)a[g][v] * scale + bias;
+			if (e->act1)
+				VCLIP(acc, lo1, hi1);
+			if (e->fq1)
+				VFQ(acc, e->q1);
+			int64_t len = left - v * VL < VL ? left - v * VL : VL;
+			DWM_STORE(acc, q + v * VL, q + v * VL - jb->yoff, len);
+		}
+	}
+}
+
 /* dwm_body with lane masks, for cg channels side by side: one (masked) load
  * per tap, vector and channel.  A tap's lane masks depend on the position in
  * the output plane only, so the channels of a group share them: one mask
@@ -1162,7 +1211,6 @@ TARGET_AVX512 INLINE void dwm_avx512_body(const int cg, const struct dwm_job *jb
 {
 	const struct fused_conv *cv = jb->cv;
 	const struct shiftmap *sm = &jb->sm;
-	const struct fused_epi *e = &cv->epi;
 	int64_t blk = cv->n * sm->ohw, mult = cv->m / cv->c, ohw = sm->ohw;
 	int nt = sm->ntaps;
 	int64_t toff[DW_MAX_TAPS]; /* a tap's source offset from its channel's first phase */
@@ -1178,11 +1226,7 @@ TARGET_AVX512 INLINE void dwm_avx512_body(const int cg, const struct dwm_job *jb
 		base[g] = sm->src + (m0 + g) / mult * sm->nph * blk;
 		wk[g] = cv->wt + (m0 + g) * nt;
 	}
-	v16f lo1 = {0}, hi1 = {0}, lo2 = {0}, hi2 = {0};
-	lo1 += e->lo1;
-	hi1 += e->hi1;
-	lo2 += e->lo2;
-	hi2 += e->hi2;
+	const struct dwm_bounds bd = dwm_bounds_of(&cv->epi);
 	int64_t r = q0 % ohw;
 	for (int64_t q = q0; q < q1; q += DWM_NV * VL) {
 		int64_t rv[DWM_NV];
@@ -1210,28 +1254,7 @@ TARGET_AVX512 INLINE void dwm_avx512_body(const int cg, const struct dwm_job *jb
 					    a[g][v]);
 			}
 		}
-		int64_t left = q1 - q;
-#pragma GCC unroll 8
-		for (int g = 0; g < cg; g++) {
-			int64_t m = m0 + g;
-			float *y = jb->y + m * jb->yld;
-			const float *res = e->res ? e->res + m * blk : NULL;
-			v16f scale = {0}, bias = {0};
-			scale += epi_scale(e, m);
-			bias += epi_bias(e, m);
-#pragma GCC unroll 8
-			for (int v = 0; v < DWM_NV; v++) {
-				if (left <= v * VL)
-					break;
-				v16f acc = (v16f)a[g][v] * scale + bias;
-				if (e->act1)
-					VCLIP(acc, lo1, hi1);
-				if (e->fq1)
-					VFQ(acc, e->q1);
-				int64_t len = left - v * VL < VL ? left - v * VL : VL;
-				DWM_STORE(acc, q + v * VL, q + v * VL - jb->yoff, len);
-			}
-		}
+		dwm_store_group(cg, jb, m0, q, q1, a, &bd);
 	}
 }
 
@@ -1258,7 +1281,6 @@ TARGET_AVX512 INLINE void dwm3_avx512_body(const int cg, const struct dwm_job *j
 {
 	const struct fused_conv *cv = jb->cv;
 	const struct shiftmap *sm = &jb->sm;
-	const struct fused_epi *e = &cv->epi;
 	int64_t blk = cv->n * sm->ohw, mult = cv->m / cv->c, ohw = sm->ohw, ow = cv->ow;
 	const uint16_t *km[9];
 	for (int t = 0; t < 9; t++)
@@ -1270,11 +1292,7 @@ TARGET_AVX512 INLINE void dwm3_avx512_body(const int cg, const struct dwm_job *j
 		base[g] = sm->src + (m0 + g) / mult * blk;
 		wk[g] = cv->wt + (m0 + g) * 9;
 	}
-	v16f lo1 = {0}, hi1 = {0}, lo2 = {0}, hi2 = {0};
-	lo1 += e->lo1;
-	hi1 += e->hi1;
-	lo2 += e->lo2;
-	hi2 += e->hi2;
+	const struct dwm_bounds bd = dwm_bounds_of(&cv->epi);
 	int64_t r = q0 % ohw;
 	for (int64_t q = q0; q < q1; q += DWM_NV * VL) {
 		int64_t rv[DWM_NV];
@@ -1316,28 +1334,7 @@ TARGET_AVX512 INLINE void dwm3_avx512_body(const int cg, const struct dwm_job *j
 				}
 			}
 		}
-		int64_t left = q1 - q;
-#pragma GCC unroll 8
-		for (int g = 0; g < cg; g++) {
-			int64_t m = m0 + g;
-			float *y = jb->y + m * jb->yld;
-			const float *res = e->res ? e->res + m * blk : NULL;
-			v16f scale = {0}, bias = {0};
-			scale += epi_scale(e, m);
-			bias += epi_bias(e, m);
-#pragma GCC unroll 8
-			for (int v = 0; v < DWM_NV; v++) {
-				if (left <= v * VL)
-					break;
-				v16f acc = (v16f)a[g][v] * scale + bias;
-				if (e->act1)
-					VCLIP(acc, lo1, hi1);
-				if (e->fq1)
-					VFQ(acc, e->q1);
-				int64_t len = left - v * VL < VL ? left - v * VL : VL;
-				DWM_STORE(acc, q + v * VL, q + v * VL - jb->yoff, len);
-			}
-		}
+		dwm_store_group(cg, jb, m0, q, q1, a, &bd);
 	}
 }
 
