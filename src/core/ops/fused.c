@@ -1046,12 +1046,12 @@ struct dwm_job {
 	 * and 0, except in a block buffer of fused_dw_pw_run, which has no residual) */
 	float *y;
 	int64_t yld, yoff;
-	bool rows3; /* dwm3_fits: the AVX-512 kernels take dwm3_avx512_body */
+	bool dwm3; /* dwm3_fits: the AVX-512 kernels take dwm3_avx512_body */
 };
 
 /* The epilogue after act1 and q1 for one vector of outputs q (len lanes exist),
  * stored at y + yq. */
-#define DWM_STORE(acc, q, yq, len)                                                                    \
+#define DWM_STORE(acc, q, yq, len)                                                                 \
 	do {                                                                                       \
 		if ((len) == VL) {                                                                 \
 			if (res) {                                                                 \
@@ -1063,7 +1063,7 @@ struct dwm_job {
 				VCLIP(acc, lo2, hi2);                                              \
 			if (e->fq2)                                                                \
 				VFQ(acc, e->q2);                                                   \
-			memcpy(y + (yq), &(acc), sizeof(acc));                                      \
+			memcpy(y + (yq), &(acc), sizeof(acc));                                     \
 		} else {                                                                           \
 			if (res) {                                                                 \
 				v16f rv_ = {0};                                                    \
@@ -1074,7 +1074,7 @@ struct dwm_job {
 				VCLIP(acc, lo2, hi2);                                              \
 			if (e->fq2)                                                                \
 				VFQ(acc, e->q2);                                                   \
-			memcpy(y + (yq), &(acc), (size_t)(len) * sizeof(float));                    \
+			memcpy(y + (yq), &(acc), (size_t)(len) * sizeof(float));                   \
 		}                                                                                  \
 	} while (0)
 
@@ -1271,9 +1271,8 @@ static bool dwm3_fits(const struct fused_conv *cv, const struct shiftmap *sm)
 {
 	/* its loads reach a vector further than the shift map's: up to ow + 1 +
 	 * (DWM_NV + 1) * VL floats past an end, into the guard */
-	return sm->ok && !sm->deint && cv->kh == 3 && cv->kw == 3 && cv->dh == 1 &&
-	       cv->dw == 1 && cv->ph == 1 && cv->pw == 1 &&
-	       cv->ow + 1 + (DWM_NV + 2) * VL <= FUSED_GUARD;
+	return sm->ok && !sm->deint && cv->kh == 3 && cv->kw == 3 && cv->dh == 1 && cv->dw == 1 &&
+	       cv->ph == 1 && cv->pw == 1 && cv->ow + 1 + (DWM_NV + 2) * VL <= FUSED_GUARD;
 }
 
 TARGET_AVX512 INLINE void dwm3_avx512_body(const int cg, const struct dwm_job *jb, int64_t m0,
@@ -1317,7 +1316,8 @@ TARGET_AVX512 INLINE void dwm3_avx512_body(const int cg, const struct dwm_job *j
 				__m512i x[DWM_NV + 2]; /* vectors -1 .. DWM_NV of the row */
 #pragma GCC unroll 8
 				for (int v = 0; v < DWM_NV + 2; v++)
-					x[v] = _mm512_castps_si512(_mm512_loadu_ps(sp + (v - 1) * VL));
+					x[v] =
+					    _mm512_castps_si512(_mm512_loadu_ps(sp + (v - 1) * VL));
 				__m512 w0 = _mm512_set1_ps(wk[g][kh * 3]);
 				__m512 w1 = _mm512_set1_ps(wk[g][kh * 3 + 1]);
 				__m512 w2 = _mm512_set1_ps(wk[g][kh * 3 + 2]);
@@ -1330,7 +1330,8 @@ TARGET_AVX512 INLINE void dwm3_avx512_body(const int cg, const struct dwm_job *j
 					    _mm512_alignr_epi32(x[v + 2], x[v + 1], 1));
 					a[g][v] = _mm512_mask3_fmadd_ps(w0, left, a[g][v], k[0][v]);
 					a[g][v] = _mm512_mask3_fmadd_ps(w1, mid, a[g][v], k[1][v]);
-					a[g][v] = _mm512_mask3_fmadd_ps(w2, right, a[g][v], k[2][v]);
+					a[g][v] =
+					    _mm512_mask3_fmadd_ps(w2, right, a[g][v], k[2][v]);
 				}
 			}
 		}
@@ -1344,8 +1345,7 @@ TARGET_AVX512 static void dwm3_avx512_cg(const struct dwm_job *jb, int64_t m0, i
 	dwm3_avx512_body(DWM_CG, jb, m0, q0, q1);
 }
 
-TARGET_AVX512 static void dwm3_avx512(const struct dwm_job *jb, int64_t m, int64_t q0,
-                                      int64_t q1)
+TARGET_AVX512 static void dwm3_avx512(const struct dwm_job *jb, int64_t m, int64_t q0, int64_t q1)
 {
 	dwm3_avx512_body(1, jb, m, q0, q1);
 }
@@ -1354,7 +1354,7 @@ TARGET_AVX512 static void dwm3_avx512(const struct dwm_job *jb, int64_t m, int64
 TARGET_AVX512 static void dwm_avx512_cg(const struct dwm_job *jb, int64_t m0, int64_t q0,
                                         int64_t q1)
 {
-	if (jb->rows3)
+	if (jb->dwm3)
 		dwm3_avx512_cg(jb, m0, q0, q1);
 	else
 		dwm_avx512_body(DWM_CG, jb, m0, q0, q1);
@@ -1362,7 +1362,7 @@ TARGET_AVX512 static void dwm_avx512_cg(const struct dwm_job *jb, int64_t m0, in
 
 TARGET_AVX512 static void dwm_avx512(const struct dwm_job *jb, int64_t m, int64_t q0, int64_t q1)
 {
-	if (jb->rows3)
+	if (jb->dwm3)
 		dwm3_avx512(jb, m, q0, q1);
 	else
 		dwm_avx512_body(1, jb, m, q0, q1);
@@ -1427,17 +1427,17 @@ static void dwm_task(void *arg, int64_t begin, int64_t end, int tid)
  * with: the depthwise convolution paired with its 1x1 convolution (blocks of
  * columns) gives exactly what it gives alone. */
 
-static bool dw_rows_fits(const struct fused_conv *cv)
+static bool dws2_fits(const struct fused_conv *cv)
 {
 	return cv->depthwise && cv->kh == 3 && cv->kw == 3 && cv->sh == 2 && cv->sw == 2 &&
 	       cv->dh == 1 && cv->dw == 1 && cv->ph == 1 && cv->pw == 1 && cv->oh >= 1 &&
 	       cv->ow >= 1 && cv->ow <= VL && cv->h == 2 * cv->oh && cv->w == 2 * cv->ow;
 }
 
-/* Whether this run takes the row kernels: the geometry, on AVX-512. */
-static bool dw_rows(const struct fused_conv *cv)
+/* Whether this run takes the stride-2 row kernel: the geometry, on AVX-512. */
+static bool dws2_use(const struct fused_conv *cv)
 {
-	return isa_now() == ISA_AVX512 && dw_rows_fits(cv);
+	return isa_now() == ISA_AVX512 && dws2_fits(cv);
 }
 
 /* The epilogue of one output channel, read out of struct fused_epi once: in
@@ -1512,8 +1512,8 @@ TARGET_AVX512 INLINE void dws2_cols(const float *xr, __mmask16 ka, __mmask16 kb,
 {
 	const __m512i even =
 	    _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-	const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5,
-	                                     3, 1);
+	const __m512i odd =
+	    _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
 	/* lane 0 is the left padding (masked to 0); lane l is column 2 l - 1 */
 	const __m512i left =
 	    _mm512_set_epi32(29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1, 0);
@@ -1526,8 +1526,8 @@ TARGET_AVX512 INLINE void dws2_cols(const float *xr, __mmask16 ka, __mmask16 kb,
 /* Output rows [r0, r1) (numbered over all images: row r is row r % oh of image
  * r / oh) of output channel m, stride 2; only the outputs at flat positions q
  * in [q0, q1) are stored, at y + q - yoff. */
-TARGET_AVX512 static void dws2_body(const struct fused_conv *cv, int64_t m, int64_t r0,
-                                    int64_t r1, int64_t q0, int64_t q1, float *y, int64_t yoff)
+TARGET_AVX512 static void dws2_body(const struct fused_conv *cv, int64_t m, int64_t r0, int64_t r1,
+                                    int64_t q0, int64_t q1, float *y, int64_t yoff)
 {
 	const int64_t oh = cv->oh, ow = cv->ow, w = cv->w;
 	const float *xc = cv->x + m / (cv->m / cv->c) * cv->n * cv->h * w;
@@ -1565,16 +1565,16 @@ TARGET_AVX512 static void dws2_body(const struct fused_conv *cv, int64_t m, int6
 	}
 }
 
-struct dwr_job {
+struct dws2_job {
 	const struct fused_conv *cv;
 	int64_t rows_per; /* output rows per work item */
 	int64_t nitems;   /* items per channel */
 };
 
 /* Work item = (output channel, run of rows_per output rows). */
-static void dwr_task(void *arg, int64_t begin, int64_t end, int tid)
+static void dws2_task(void *arg, int64_t begin, int64_t end, int tid)
 {
-	const struct dwr_job *j = arg;
+	const struct dws2_job *j = arg;
 	const struct fused_conv *cv = j->cv;
 	int64_t rows = cv->n * cv->oh;
 	for (int64_t it = begin; it < end; it++) {
@@ -1585,14 +1585,14 @@ static void dwr_task(void *arg, int64_t begin, int64_t end, int tid)
 	}
 }
 
-static void run_dw_rows(const struct fused_conv *cv, struct dfq_pool *pool)
+static void run_dws2(const struct fused_conv *cv, struct dfq_pool *pool)
 {
 	int64_t rows = cv->n * cv->oh;
-	struct dwr_job j = {.cv = cv, .rows_per = DW_CHUNK / cv->ow};
+	struct dws2_job j = {.cv = cv, .rows_per = DW_CHUNK / cv->ow};
 	if (j.rows_per < 1)
 		j.rows_per = 1;
 	j.nitems = ceil_div(rows, j.rows_per);
-	dfq_pool_run(pool, cv->m * j.nitems, 1, dwr_task, &j);
+	dfq_pool_run(pool, cv->m * j.nitems, 1, dws2_task, &j);
 }
 
 /* --- depthwise through padded phase planes (any geometry) ----------------------------------- */
@@ -1814,13 +1814,13 @@ int64_t fused_conv_scratch(const struct fused_conv *cv, int nthreads)
 static void run_depthwise(const struct fused_conv *cv, struct dfq_pool *pool, float *scratch)
 {
 	int nthreads = dfq_pool_size(pool);
-	if (dw_rows(cv)) {
-		run_dw_rows(cv, pool);
+	if (dws2_use(cv)) {
+		run_dws2(cv, pool);
 		return;
 	}
 	struct dwm_job jb = {.cv = cv, .isa = isa_now()};
 	shiftmap_plan(cv, &jb.sm);
-	jb.rows3 = dwm3_fits(cv, &jb.sm);
+	jb.dwm3 = dwm3_fits(cv, &jb.sm);
 	if (jb.sm.ok) {
 		float *s = scratch;
 		if (cv->masks) {
@@ -1990,7 +1990,7 @@ struct dwpw_job {
 	int64_t ldt;         /* row stride of a block buffer */
 	int64_t per_thread;  /* floats of a thread's block buffer */
 	float *tbuf;
-	bool rows; /* the depthwise by output rows (dw_rows: stride 2) */
+	bool s2; /* the depthwise by output rows (dws2_use) */
 };
 
 /* Columns per block. */
@@ -2010,8 +2010,8 @@ bool fused_dw_pw_ok(const struct fused_conv *dw, const struct fused_conv *pw, in
 	if (pw->kh != 1 || pw->kw != 1 || pw->sh != 1 || pw->sw != 1 || pw->ph != 0 ||
 	    pw->pw != 0 || pw->oh != pw->h || pw->ow != pw->w)
 		return false;
-	if (pw->c != dw->m || pw->n != dw->n || pw->h != dw->oh || pw->w != dw->ow ||
-	    pw->c == 0 || pw->m == 0)
+	if (pw->c != dw->m || pw->n != dw->n || pw->h != dw->oh || pw->w != dw->ow || pw->c == 0 ||
+	    pw->m == 0)
 		return false;
 	int64_t cols = pw->n * pw->h * pw->w;
 	if (cols == 0)
@@ -2025,8 +2025,7 @@ bool fused_dw_pw_ok(const struct fused_conv *dw, const struct fused_conv *pw, in
 	return nthreads <= 1 || ceil_div(cols, dwpw_block(dw, pw)) >= 2 * nthreads;
 }
 
-int64_t fused_dw_pw_scratch(const struct fused_conv *dw, const struct fused_conv *pw,
-                            int nthreads)
+int64_t fused_dw_pw_scratch(const struct fused_conv *dw, const struct fused_conv *pw, int nthreads)
 {
 	struct shiftmap sm;
 	shiftmap_plan(dw, &sm);
@@ -2048,7 +2047,7 @@ static void dwpw_task(void *arg, int64_t begin, int64_t end, int tid)
 	for (int64_t b = begin; b < end; b++) {
 		int64_t j0 = b * j->cb, j1 = j0 + j->cb < cols ? j0 + j->cb : cols;
 		dj.yoff = j0;
-		if (j->rows) {
+		if (j->s2) {
 			/* the output rows the block's columns fall in */
 			int64_t ow = dj.cv->ow, r0 = j0 / ow, r1 = ceil_div(j1, ow);
 			for (int64_t m = 0; m < mdw; m++)
@@ -2081,22 +2080,22 @@ void fused_dw_pw_run(const struct fused_conv *dw, const struct fused_conv *pw,
 		pool = NULL;
 	j.dj.cv = dw;
 	j.dj.isa = ISA_AVX512;
-	j.rows = dw_rows(dw);
+	j.s2 = dws2_use(dw);
 	shiftmap_plan(dw, &j.dj.sm);
-	j.dj.rows3 = dwm3_fits(dw, &j.dj.sm);
+	j.dj.dwm3 = dwm3_fits(dw, &j.dj.sm);
 	/* the scratch is laid out as fused_dw_pw_scratch sized it; the row kernel
 	 * needs neither the masks nor the split input */
 	float *s = scratch;
 	if (dw->masks) {
 		shiftmap_set_masks(&j.dj.sm, (int32_t *)dw->masks);
 	} else {
-		if (!j.rows) {
+		if (!j.s2) {
 			shiftmap_masks(dw, &j.dj.sm, (int32_t *)s);
 			shiftmap_set_masks(&j.dj.sm, (int32_t *)s);
 		}
 		s += shiftmap_mask_floats(&j.dj.sm);
 	}
-	if (!j.rows)
+	if (!j.s2)
 		shiftmap_source(dw, &j.dj.sm, s, pool);
 	s += shiftmap_src_floats(dw, &j.dj.sm);
 	gemm_setup(&j.gp, pw, 1);
