@@ -113,6 +113,10 @@ void dfq_attr_clear(struct dfq_attr *a);
  * consumer counts are left as they are (dfq_graph_finalize recounts). */
 void dfq_node_clear(struct dfq_node *n);
 
+/* Deep copy of node src into dst (its previous contents are not freed).  On
+ * failure dst is zeroed. */
+dfq_status dfq_node_copy(struct dfq_node *dst, const struct dfq_node *src, struct dfq_error *err);
+
 /* Put "OP node 'NAME': " in front of err's message unless it already names
  * the node (kernels often do), set err->status to st and return st. */
 dfq_status dfq_node_name_error(struct dfq_error *err, const struct dfq_node *n, dfq_status st);

@@ -3,7 +3,7 @@
  * A "layer" is a Conv, Gemm or MatMul node whose weight is an initializer,
  * with the BatchNormalization that follows it (until `fold`) and its
  * activation (Relu, Clip(0,6) = ReLU6 in attribute or input form, or none).
- * See algorithms.md for the math of every step.
+ * See docs/algorithms.md for the math of every step.
  *
  * Ownership: struct dfq_model owns its graph (m->g), its layers, activation
  * points and everything they point to.  Callers read the public fields and
@@ -12,11 +12,11 @@
  * borrow it, and stay valid across every step: steps edit the graph in place
  * (node indices may change after fold/relu6-to-relu, value indices never do).
  *
- * Every step validates everything before it changes anything, so on error the
- * model is left as it was (the one exception: out of memory inside the graph
- * re-finalization after a structural edit, reported as such).  Every step
- * fills a struct dfq_step_report (rows per layer or per pair, with numbers
- * before/after) that the caller prints and frees with dfq_step_report_free().
+ * Every step is a transaction (see "Step history" below): it changes the
+ * model copy-on-write, and a step that fails, out of memory included, leaves
+ * the model as it was.  Every step fills a struct dfq_step_report (rows per
+ * layer or per pair, with numbers before/after) that the caller prints and
+ * frees with dfq_step_report_free().
  *
  * Two ways to run the model on an executor:
  *   FP32  - the graph's float master weights; layer biases plus the FP32 part
@@ -35,6 +35,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "dfq_error.h"
 #include "dfq_exec.h"
@@ -88,6 +89,9 @@ struct dfq_qconfig {
 /* Defaults: W8 A8, float bias, asymmetric, per tensor. */
 void dfq_qconfig_default(struct dfq_qconfig *q);
 
+/* A layer's buffers (names, statistics, grids, corrections, tensors) are
+ * shared with the step history's earlier versions of the model: read them,
+ * never change them (the model changes them copy-on-write). */
 struct dfq_layer {
 	int index;         /* position in m->layers: 0-based, topological order */
 	char *name;        /* owned: the Conv/Gemm/MatMul node's name */
@@ -132,10 +136,12 @@ struct dfq_layer {
 	struct dfq_qparams *wqp; /* owned: weight grids (1 or cout entries) or NULL */
 	int nwqp;
 
-	/* bias correction (algorithms.md sec. 8): per output channel amounts
-	 * added to the bias in each run mode; NULL when none */
-	float *bcorr_q;  /* owned, cout: added in QUANT mode */
-	float *bcorr_fp; /* owned, cout: added in FP32 mode (clip correction) */
+	/* bias correction (docs/algorithms.md, "Bias correction"): per output
+	 * channel amounts added to the bias in each run mode; NULL when none */
+	float *bcorr_q;       /* owned, cout: added in QUANT mode */
+	float *bcorr_fp;      /* owned, cout: added in FP32 mode (clip correction) */
+	bool bcorr_empirical; /* bcorr_q was measured on data (it then depends on
+	                       * every earlier layer as it was) */
 	/* clip_weight keeps the weights before the first clip: the reference
 	 * bias correction compares against (owned, W's shape, or NULL) */
 	struct dfq_tensor *w_ref;
@@ -251,10 +257,6 @@ struct dfq_model {
 struct dfq_model *dfq_model_new(struct dfq_graph *g, struct dfq_error *err);
 void dfq_model_free(struct dfq_model *m);
 
-/* Deep copy (graph included), e.g. for undo.  Caller owns the result.
- * Executors made over m->g do not work on the copy's graph. */
-struct dfq_model *dfq_model_clone(const struct dfq_model *m, struct dfq_error *err);
-
 /* Index of the layer named name (node name or alias, exact), or -1. */
 int dfq_model_find_layer(const struct dfq_model *m, const char *name);
 
@@ -265,6 +267,63 @@ int dfq_model_find_layer(const struct dfq_model *m, const char *name);
  * there is one. */
 dfq_status dfq_model_parse_targets(const struct dfq_model *m, int nspecs, const char *const *specs,
                                    bool *sel, struct dfq_error *err);
+
+/* ---------------------------------------------------------------------------
+ * Step history
+ *
+ * Every change of the model is a transaction, recorded as one entry of the
+ * history when it succeeds.  A step called on its own is one transaction;
+ * several calls make one entry between dfq_model_begin() and
+ * dfq_model_commit() (e.g. fold, then quantize: one command).  Inside such a
+ * transaction a failing step leaves the model as it found it only after
+ * dfq_model_rollback(), which the caller must then call.
+ *
+ * An entry keeps only what its transaction replaced (the weights, layers,
+ * activation ranges or graph structure it changed), sharing everything else
+ * with the model.  Undo and redo exchange those parts back and forth: the
+ * model is restored exactly.  Settings (range source, n-std, input ranges)
+ * are not steps and stay as they are; the activation grids are recomputed
+ * for them after an undo or redo.  Executors must be prepared again
+ * (dfq_model_exec_prepare, done by dfq_model_run) after any change.
+ * ------------------------------------------------------------------------- */
+
+/* Open a transaction.  DFQ_ERR_INTERNAL when one is open already. */
+dfq_status dfq_model_begin(struct dfq_model *m, struct dfq_error *err);
+/* Record the open transaction as a history entry labelled label (copied;
+ * e.g. the command as typed), dropping the undone entries after the
+ * current position (redo is no longer possible).  tag (may be NULL) is the
+ * caller's, kept with the entry and freed with tag_free (may be NULL) when
+ * the entry goes.  On failure (out of memory) the transaction stays open
+ * and tag stays the caller's: roll back. */
+dfq_status dfq_model_commit(struct dfq_model *m, const char *label, void *tag,
+                            void (*tag_free)(void *), struct dfq_error *err);
+/* Undo everything the open transaction changed and close it.  Cannot fail. */
+void dfq_model_rollback(struct dfq_model *m);
+/* True while a transaction is open. */
+bool dfq_model_in_transaction(const struct dfq_model *m);
+
+/* Undo the last n applied entries (fewer when there are fewer); *done gets
+ * how many were undone.  On failure (out of memory recomputing the grids)
+ * nothing changed. */
+dfq_status dfq_model_undo(struct dfq_model *m, int n, int *done, struct dfq_error *err);
+/* Redo the next n undone entries, as dfq_model_undo. */
+dfq_status dfq_model_redo(struct dfq_model *m, int n, int *done, struct dfq_error *err);
+
+struct dfq_history_entry {
+	const char *label;  /* borrowed from the model */
+	bool applied;       /* false: undone (redo brings it back) */
+	time_t when;        /* when it was recorded */
+	double seconds;     /* how long the transaction took */
+	int ntouched;       /* layers it changed */
+	const int *touched; /* their indices, ascending (borrowed) */
+	void *tag;          /* the caller's */
+};
+/* Entries in the history, applied ones first (the rest are undone). */
+int dfq_model_history_count(const struct dfq_model *m);
+int dfq_model_history_applied(const struct dfq_model *m);
+/* Entry i (0 = the oldest).  DFQ_ERR_ARG when there is none. */
+dfq_status dfq_model_history_entry(const struct dfq_model *m, int i, struct dfq_history_entry *out,
+                                   struct dfq_error *err);
 
 /* ---------------------------------------------------------------------------
  * Step reports
@@ -289,6 +348,9 @@ struct dfq_step_report {
 	int rounds;        /* equalize: rounds run */
 	double last_delta; /* equalize: mean |dW| of the last round */
 	bool has_stats;    /* fold/absorb/biascorr: BN statistics were available */
+	int64_t samples;   /* measure data, empirical biascorr: samples seen */
+	int ndropped;      /* layers whose bias correction this step dropped: it was
+	                    * made for weights, grids or inputs the step changed */
 	char summary[256]; /* one line for the user */
 };
 void dfq_step_report_init(struct dfq_step_report *r);
@@ -297,7 +359,8 @@ void dfq_step_report_free(struct dfq_step_report *r);
 
 /* ---------------------------------------------------------------------------
  * Steps.  sel: m->nlayers flags from dfq_model_parse_targets(), NULL = all.
- * rep may be NULL.  On error nothing changed.
+ * rep may be NULL.  On error nothing changed (inside a transaction opened
+ * with dfq_model_begin: roll it back).
  * ------------------------------------------------------------------------- */
 
 /* Fold every BatchNormalization that follows a layer (sec. 5): W'[o] = W[o] s_o,
@@ -393,14 +456,22 @@ struct dfq_measure_opts {
 };
 void dfq_measure_opts_default(struct dfq_measure_opts *o);
 
-/* Forget the data ranges and start measuring with opts (NULL = defaults). */
-dfq_status dfq_model_measure_data_begin(struct dfq_model *m, const struct dfq_measure_opts *opts,
-                                        struct dfq_error *err);
-/* Run one batch x (borrowed; feeds model input 0; the model must have one
- * input) in FP32 mode on ex (an executor over m->g; left with no hook and
- * no overrides) and fold every point's min/max into its data ranges. */
-dfq_status dfq_model_measure_data_batch(struct dfq_model *m, struct dfq_exec *ex,
-                                        const struct dfq_tensor *x, struct dfq_error *err);
+/* Batch source for data-driven steps: set *x to batch number index (0, 1,
+ * ...; borrowed by the model until the next call) or to NULL when there
+ * are no more.  The same index must give the same batch every time: the
+ * model makes several passes. */
+typedef dfq_status (*dfq_batch_fn)(void *user, int64_t index, const struct dfq_tensor **x,
+                                   struct dfq_error *err);
+
+/* QuantMeasure from data, as one step: forget the data ranges, then run
+ * every batch next() gives (model input 0; the model must have one input)
+ * in FP32 mode on ex (an executor over m->g, left with no hook and no
+ * overrides) and fold each point's min/max into its data ranges (opts NULL:
+ * defaults).  Empirical bias corrections are dropped: they were measured
+ * with the grids of the old ranges.  No rows; rep->samples = samples seen. */
+dfq_status dfq_model_measure_data(struct dfq_model *m, struct dfq_exec *ex,
+                                  const struct dfq_measure_opts *opts, dfq_batch_fn next,
+                                  void *user, struct dfq_step_report *rep, struct dfq_error *err);
 
 /* ---------------------------------------------------------------------------
  * Running the model
@@ -441,13 +512,6 @@ dfq_status dfq_model_run(struct dfq_model *m, struct dfq_exec *ex, dfq_run_mode 
  * max |correction|. */
 dfq_status dfq_model_biascorr_analytic(struct dfq_model *m, const bool *sel,
                                        struct dfq_step_report *rep, struct dfq_error *err);
-
-/* Batch source for data-driven steps: set *x to batch number index (0, 1,
- * ...; borrowed by the model until the next call) or to NULL when there
- * are no more.  The same index must give the same batch every time: the
- * model makes several passes. */
-typedef dfq_status (*dfq_batch_fn)(void *user, int64_t index, const struct dfq_tensor **x,
-                                   struct dfq_error *err);
 
 /* Empirical: mean over the batches of (y_fp32 - y_quant) per output channel
  * at each selected layer's linear output, added to its QUANT-mode bias,

@@ -3,7 +3,12 @@
  * A tensor owns its data buffer (64-byte aligned).  Element types are the
  * ones the engine computes with: float32 for activations and weights, int64
  * for shapes/indices.  Ownership: whoever receives a dfq_tensor* from a
- * *_new/_clone function owns it and frees it with dfq_tensor_free(). */
+ * *_new/_clone function owns it and frees it with dfq_tensor_free().
+ *
+ * A tensor can have several owners (dfq_tensor_ref), e.g. a model and the
+ * step history that keeps its earlier versions: each owner frees it once and
+ * the last free releases it.  A tensor with more than one owner is read-only:
+ * whoever wants to change it changes a clone (copy-on-write). */
 #ifndef DFQ_TENSOR_H
 #define DFQ_TENSOR_H
 
@@ -34,6 +39,7 @@ struct dfq_tensor {
 	int64_t dims[DFQ_MAX_DIMS];
 	int64_t numel;                /* product of dims (1 for a scalar) */
 	void *data;                   /* owned, numel * dfq_dtype_size(dtype) bytes */
+	int refs;                     /* owners (1 from _new/_clone); see dfq_tensor_ref */
 };
 
 /* Bytes per element of dtype. */
@@ -53,8 +59,12 @@ struct dfq_tensor *dfq_tensor_new(dfq_dtype dtype, int ndim, const int64_t *dims
 struct dfq_tensor *dfq_tensor_new_shape(const struct dfq_shape *shape, struct dfq_error *err);
 /* Deep copy.  Caller owns the result. */
 struct dfq_tensor *dfq_tensor_clone(const struct dfq_tensor *t, struct dfq_error *err);
-/* Frees t and its data; NULL is fine. */
+/* Drop one owner of t; the last frees t and its data.  NULL is fine. */
 void dfq_tensor_free(struct dfq_tensor *t);
+/* One more owner of t (NULL is fine); returns t. */
+struct dfq_tensor *dfq_tensor_ref(struct dfq_tensor *t);
+/* True when t has more than one owner (and must not be changed in place). */
+bool dfq_tensor_shared(const struct dfq_tensor *t);
 
 /* Change the dims in place without touching data; the element count must be
  * unchanged (DFQ_ERR_SHAPE otherwise). */

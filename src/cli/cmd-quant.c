@@ -386,23 +386,19 @@ bool mc_measure_data(struct cmd_ctx *ctx, struct dfq_model *m, const struct args
 	if (!calib_open(ctx, a, &c))
 		return false;
 	struct dfq_exec *ex = session_exec(ctx->s, &err);
-	dfq_status st = ex ? dfq_model_measure_data_begin(m, NULL, &err) : err.status;
+	struct dfq_step_report rep;
+	dfq_step_report_init(&rep);
 	cli_interrupt_catch(true);
-	for (int64_t b = 0; st == DFQ_OK && b < c.nbatches; b++) {
-		const struct dfq_tensor *x;
-		st = calib_get(&c, b, &x, &err);
-		if (st == DFQ_OK)
-			st = dfq_model_measure_data_batch(m, ex, x, &err);
-	}
+	dfq_status st =
+	    ex ? dfq_model_measure_data(m, ex, NULL, calib_next, &c, &rep, &err) : err.status;
 	cli_interrupt_catch(false);
+	dfq_step_report_free(&rep);
 	bool stopped = c.interrupted;
 	calib_free(&c);
 	session_model_changed(ctx->s);
 	if (st != DFQ_OK) {
-		/* Half-measured ranges would mislead: forget them. */
-		dfq_model_measure_data_begin(m, NULL, NULL);
 		if (stopped)
-			return cmd_fail(ctx, "measure interrupted; data ranges cleared"), false;
+			return cmd_fail(ctx, "measure interrupted; the ranges are as they were"), false;
 		return cmd_fail(ctx, "%s", err.msg), false;
 	}
 	*samples = c.n;

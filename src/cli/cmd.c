@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "cmd.h"
+#include "dfq/dfq_text.h"
 
 const struct cmd_entry *const cmd_table[] = {
 	&cmd_load_entry,
@@ -35,28 +36,6 @@ const struct cmd_entry *const cmd_table[] = {
 };
 
 /* --- lookup ------------------------------------------------------------- */
-
-int cmd_edit_distance(const char *a, const char *b)
-{
-	enum { MAXW = 64 };
-	size_t la = strlen(a), lb = strlen(b);
-	if (la >= MAXW || lb >= MAXW)
-		return MAXW;
-	int prev[MAXW + 1], cur[MAXW + 1];
-	for (size_t j = 0; j <= lb; j++)
-		prev[j] = (int)j;
-	for (size_t i = 1; i <= la; i++) {
-		cur[0] = (int)i;
-		for (size_t j = 1; j <= lb; j++) {
-			int sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
-			int del = prev[j] + 1, ins = cur[j - 1] + 1;
-			int m = sub < del ? sub : del;
-			cur[j] = m < ins ? m : ins;
-		}
-		memcpy(prev, cur, sizeof(int) * (lb + 1));
-	}
-	return prev[lb];
-}
 
 static bool is_prefix(const char *prefix, const char *s)
 {
@@ -105,13 +84,13 @@ static const char *closest_name(const char *word)
 	int bestd = strlen(word) <= 3 ? 2 : 3;
 	for (int i = 0; cmd_table[i]; i++) {
 		const struct cmd_entry *e = cmd_table[i];
-		int d = cmd_edit_distance(word, e->name);
+		int d = dfq_edit_distance(word, e->name);
 		if (close_enough(word, e->name, d, bestd)) {
 			bestd = d;
 			best = e->name;
 		}
 		for (const char *const *a = e->alias; a && *a; a++) {
-			d = cmd_edit_distance(word, *a);
+			d = dfq_edit_distance(word, *a);
 			if (close_enough(word, *a, d, bestd)) {
 				bestd = d;
 				best = *a;

@@ -117,8 +117,6 @@ bool cmd_is_alias(const struct cmd_entry *e, const char *word);
 bool cmd_starts_with(const struct cmd_entry *e, const char *word);
 /* "exit, q": e's aliases into buf ("" when none); returns buf. */
 const char *cmd_alias_list(const struct cmd_entry *e, char *buf, size_t len);
-/* Levenshtein distance, for "did you mean". */
-int cmd_edit_distance(const char *a, const char *b);
 
 /* Run one line: split on ';' (outside quotes), tokenize shell-like, run
  * each command; an error drops the rest of the line.  file/line (file may be

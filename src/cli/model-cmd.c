@@ -186,18 +186,20 @@ enum cmd_retval mc_run_step(struct cmd_ctx *ctx, bool needs_fold, mc_step_fn fn,
 		session_model_changed(s);
 		return CMD_RETURN_NORMAL;
 	}
-	/* Fold on a copy: the step may still refuse, and then nothing changed. */
-	struct dfq_model *c = dfq_model_clone(m, &err);
-	if (!c)
+	/* Fold, then the step, as one transaction: a refusal undoes the fold too. */
+	bool own = !dfq_model_in_transaction(m);
+	if (own && dfq_model_begin(m, &err) != DFQ_OK)
 		return cmd_fail(ctx, "%s", err.msg);
 	struct dfq_step_report fr;
 	dfq_step_report_init(&fr);
-	if (dfq_model_fold(c, &fr, &err) != DFQ_OK || fn(c, arg, rep, &err) != DFQ_OK) {
+	if (dfq_model_fold(m, &fr, &err) != DFQ_OK || fn(m, arg, rep, &err) != DFQ_OK ||
+	    (own && dfq_model_commit(m, ctx->word, NULL, NULL, &err) != DFQ_OK)) {
 		dfq_step_report_free(&fr);
-		dfq_model_free(c);
+		if (own)
+			dfq_model_rollback(m);
 		return cmd_fail(ctx, "%s", err.msg);
 	}
-	session_replace_model(s, c);
+	session_model_changed(s);
 	print_fold_first(ctx, &fr);
 	dfq_step_report_free(&fr);
 	return CMD_RETURN_NORMAL;

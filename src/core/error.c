@@ -24,7 +24,16 @@ dfq_status dfq_error_set(struct dfq_error *err, dfq_status status, const char *f
 	else if ((size_t)n >= sizeof err->msg)
 		mark_truncated(err->msg);
 	err->status = status;
+	err->remedy = DFQ_REMEDY_NONE;
 	return status;
+}
+
+dfq_status dfq_error_remedy(struct dfq_error *err, dfq_remedy remedy)
+{
+	if (!err)
+		return DFQ_ERR_INTERNAL;
+	err->remedy = remedy;
+	return err->status;
 }
 
 dfq_status dfq_error_prefix(struct dfq_error *err, const char *fmt, ...)
@@ -51,21 +60,31 @@ void dfq_error_clear(struct dfq_error *err)
 	if (!err)
 		return;
 	err->status = DFQ_OK;
+	err->remedy = DFQ_REMEDY_NONE;
 	err->msg[0] = '\0';
 }
 
 const char *dfq_status_name(dfq_status status)
 {
 	switch (status) {
-	case DFQ_OK: return "ok";
-	case DFQ_ERR_IO: return "i/o error";
-	case DFQ_ERR_PARSE: return "parse error";
-	case DFQ_ERR_UNSUPPORTED: return "unsupported";
-	case DFQ_ERR_SHAPE: return "shape error";
-	case DFQ_ERR_GRAPH: return "graph error";
-	case DFQ_ERR_ARG: return "bad argument";
-	case DFQ_ERR_NOMEM: return "out of memory";
-	case DFQ_ERR_INTERNAL: return "internal error";
+	case DFQ_OK:
+		return "ok";
+	case DFQ_ERR_IO:
+		return "i/o error";
+	case DFQ_ERR_PARSE:
+		return "parse error";
+	case DFQ_ERR_UNSUPPORTED:
+		return "unsupported";
+	case DFQ_ERR_SHAPE:
+		return "shape error";
+	case DFQ_ERR_GRAPH:
+		return "graph error";
+	case DFQ_ERR_ARG:
+		return "bad argument";
+	case DFQ_ERR_NOMEM:
+		return "out of memory";
+	case DFQ_ERR_INTERNAL:
+		return "internal error";
 	}
 	return "unknown error";
 }

@@ -360,6 +360,37 @@ nomem:
 			     src->name ? src->name : "");
 }
 
+dfq_status dfq_node_copy(struct dfq_node *dst, const struct dfq_node *src, struct dfq_error *err)
+{
+	memset(dst, 0, sizeof *dst);
+	dst->op = src->op;
+	dst->opset = src->opset;
+	dst->p = src->p;
+	dst->name = strdup(src->name);
+	dst->op_type = strdup(src->op_type);
+	dst->inputs = malloc((size_t)(src->ninputs ? src->ninputs : 1) * sizeof *dst->inputs);
+	dst->outputs = malloc((size_t)(src->noutputs ? src->noutputs : 1) * sizeof *dst->outputs);
+	dst->attrs = calloc((size_t)(src->nattrs ? src->nattrs : 1), sizeof *dst->attrs);
+	if (!dst->name || !dst->op_type || !dst->inputs || !dst->outputs || !dst->attrs) {
+		dfq_node_clear(dst);
+		return dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory copying node '%s'",
+				     src->name);
+	}
+	dst->ninputs = src->ninputs;
+	dst->noutputs = src->noutputs;
+	memcpy(dst->inputs, src->inputs, (size_t)src->ninputs * sizeof *dst->inputs);
+	memcpy(dst->outputs, src->outputs, (size_t)src->noutputs * sizeof *dst->outputs);
+	for (int a = 0; a < src->nattrs; a++) {
+		dst->nattrs = a + 1; /* so a failure frees what was copied */
+		dfq_status st = attr_copy(&dst->attrs[a], &src->attrs[a], err);
+		if (st != DFQ_OK) {
+			dfq_node_clear(dst);
+			return dfq_error_prefix(err, "node '%s'", src->name);
+		}
+	}
+	return DFQ_OK;
+}
+
 dfq_status dfq_graph_node_add_attr(struct dfq_graph *g, int ni, const struct dfq_attr *a,
 				   struct dfq_error *err)
 {

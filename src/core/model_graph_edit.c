@@ -1,4 +1,6 @@
-/* model_graph_edit.c - graph surgery for DFQ steps: bias slots, node removal, Clip->Relu, clone. */
+/* model_graph_edit.c - graph surgery for DFQ steps: bias slots, node removal, Clip -> Relu, and
+ * re-finalizing the graph after an edit (copy-on-write: the graph as it was stays with the
+ * open transaction). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,12 +101,15 @@ dfq_status model_add_missing_biases(struct dfq_graph *g, struct dfq_error *err)
 dfq_status model_refinalize(struct dfq_model *m, struct dfq_error *err)
 {
 	/* The edits keep the order topological and every shape as it was, so
-	 * this re-check can only fail for want of memory. */
-	dfq_status st = dfq_graph_finalize(m->g, err);
-	if (st != DFQ_OK)
-		return dfq_error_prefix(err, "re-finalizing the graph after an edit failed "
-		                             "(the model is no longer usable)");
-	st = model_discover(m, err);
+	 * this re-check can only fail for want of memory; the transaction then
+	 * puts the graph back as it was. */
+	dfq_status st = model_cow_values(m, err);
+	if (st == DFQ_OK)
+		st = model_cow_nodes(m, err);
+	if (st == DFQ_OK)
+		st = dfq_graph_finalize(m->g, err);
+	if (st == DFQ_OK)
+		st = model_discover(m, err);
 	if (st == DFQ_OK)
 		st = model_refresh(m, err);
 	return st;
@@ -112,6 +117,11 @@ dfq_status model_refinalize(struct dfq_model *m, struct dfq_error *err)
 
 dfq_status model_remove_nodes(struct dfq_model *m, const bool *kill, struct dfq_error *err)
 {
+	dfq_status st = model_cow_values(m, err);
+	if (st == DFQ_OK)
+		st = model_cow_nodes(m, err);
+	if (st != DFQ_OK)
+		return st;
 	struct dfq_graph *g = m->g;
 	int k = 0;
 	for (int ni = 0; ni < g->nnodes; ni++) {
@@ -124,14 +134,23 @@ dfq_status model_remove_nodes(struct dfq_model *m, const bool *kill, struct dfq_
 	return model_refinalize(m, err);
 }
 
-void model_clip_to_relu(struct dfq_graph *g, int ni, char *relu_name)
+dfq_status model_clip_to_relu(struct dfq_model *m, int ni, struct dfq_error *err)
 {
+	dfq_status st = model_cow_values(m, err);
+	if (st == DFQ_OK)
+		st = model_cow_nodes(m, err);
+	char *relu = st == DFQ_OK ? strdup("Relu") : NULL;
+	if (st == DFQ_OK && !relu)
+		st = dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory");
+	if (st != DFQ_OK)
+		return st;
+	struct dfq_graph *g = m->g;
 	struct dfq_node *n = &g->nodes[ni];
 	for (int i = 1; i < n->ninputs; i++)
 		if (n->inputs[i] >= 0)
 			g->values[n->inputs[i]].nconsumers--;
 	free(n->op_type);
-	n->op_type = relu_name;
+	n->op_type = relu;
 	n->ninputs = 1;
 	for (int i = 0; i < n->nattrs; i++)
 		dfq_attr_clear(&n->attrs[i]);
@@ -140,98 +159,5 @@ void model_clip_to_relu(struct dfq_graph *g, int ni, char *relu_name)
 	n->nattrs = 0;
 	n->op = DFQ_OP_RELU;
 	memset(&n->p, 0, sizeof n->p);
-}
-
-/* --- clone ------------------------------------------------------------------ */
-
-static dfq_status clone_values(struct dfq_graph *d, const struct dfq_graph *s,
-                               struct dfq_error *err)
-{
-	for (int vi = 0; vi < s->nvalues; vi++) {
-		int ci = dfq_graph_intern_value(d, s->values[vi].name, err);
-		if (ci < 0)
-			return err ? err->status : DFQ_ERR_NOMEM;
-		if (ci != vi)
-			return dfq_error_set(err, DFQ_ERR_INTERNAL,
-			                     "tensor name '%s' is not unique in the graph",
-			                     s->values[vi].name);
-		struct dfq_value *v = &d->values[ci];
-		v->shape = s->values[vi].shape;
-		v->is_input = s->values[vi].is_input;
-		v->is_output = s->values[vi].is_output;
-		if (s->values[vi].init) {
-			v->init = dfq_tensor_clone(s->values[vi].init, err);
-			if (!v->init)
-				return err ? err->status : DFQ_ERR_NOMEM;
-		}
-	}
 	return DFQ_OK;
-}
-
-static dfq_status clone_node(struct dfq_graph *d, const struct dfq_graph *s,
-                             const struct dfq_node *n, struct dfq_error *err)
-{
-	int cnt = n->ninputs > n->noutputs ? n->ninputs : n->noutputs;
-	const char **names = malloc((size_t)(cnt ? cnt : 1) * sizeof *names);
-	if (!names)
-		return dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory copying the graph");
-	for (int i = 0; i < n->ninputs; i++)
-		names[i] = n->inputs[i] >= 0 ? s->values[n->inputs[i]].name : "";
-	const char **onames = malloc((size_t)(n->noutputs ? n->noutputs : 1) * sizeof *onames);
-	if (!onames) {
-		free(names);
-		return dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory copying the graph");
-	}
-	for (int i = 0; i < n->noutputs; i++)
-		onames[i] = n->outputs[i] >= 0 ? s->values[n->outputs[i]].name : "";
-	int ni = dfq_graph_add_node(d, n->name, n->op_type, n->opset, n->ninputs, names,
-	                            n->noutputs, onames, err);
-	free(names);
-	free(onames);
-	if (ni < 0)
-		return err ? err->status : DFQ_ERR_NOMEM;
-	for (int a = 0; a < n->nattrs; a++) {
-		dfq_status st = dfq_graph_node_add_attr(d, ni, &n->attrs[a], err);
-		if (st != DFQ_OK)
-			return st;
-	}
-	d->nodes[ni].op = n->op;
-	d->nodes[ni].p = n->p;
-	return DFQ_OK;
-}
-
-struct dfq_graph *model_graph_clone(const struct dfq_graph *s, struct dfq_error *err)
-{
-	struct dfq_graph *d = dfq_graph_new(err);
-	if (!d)
-		return NULL;
-	dfq_status st = DFQ_OK;
-	char *name = strdup(s->name), *prod = strdup(s->producer);
-	d->inputs = malloc((size_t)(s->ninputs ? s->ninputs : 1) * sizeof *d->inputs);
-	d->outputs = malloc((size_t)(s->noutputs ? s->noutputs : 1) * sizeof *d->outputs);
-	if (!name || !prod || !d->inputs || !d->outputs) {
-		free(name);
-		free(prod);
-		st = dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory copying the graph");
-		goto out;
-	}
-	free(d->name);
-	free(d->producer);
-	d->name = name;
-	d->producer = prod;
-	d->opset = s->opset;
-	d->ir_version = s->ir_version;
-	d->ninputs = s->ninputs;
-	d->noutputs = s->noutputs;
-	memcpy(d->inputs, s->inputs, (size_t)s->ninputs * sizeof *d->inputs);
-	memcpy(d->outputs, s->outputs, (size_t)s->noutputs * sizeof *d->outputs);
-	st = clone_values(d, s, err);
-	for (int ni = 0; ni < s->nnodes && st == DFQ_OK; ni++)
-		st = clone_node(d, s, &s->nodes[ni], err);
-out:
-	if (st != DFQ_OK) {
-		dfq_graph_free(d);
-		return NULL;
-	}
-	return d;
 }

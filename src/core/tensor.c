@@ -93,6 +93,7 @@ struct dfq_tensor *dfq_tensor_new(dfq_dtype dtype, int ndim, const int64_t *dims
 	for (int i = 0; i < ndim; i++)
 		t->dims[i] = dims[i];
 	t->numel = numel;
+	t->refs = 1;
 	return t;
 }
 
@@ -111,10 +112,22 @@ struct dfq_tensor *dfq_tensor_clone(const struct dfq_tensor *t, struct dfq_error
 
 void dfq_tensor_free(struct dfq_tensor *t)
 {
-	if (!t)
+	if (!t || --t->refs > 0)
 		return;
 	free(t->data);
 	free(t);
+}
+
+struct dfq_tensor *dfq_tensor_ref(struct dfq_tensor *t)
+{
+	if (t)
+		t->refs++;
+	return t;
+}
+
+bool dfq_tensor_shared(const struct dfq_tensor *t)
+{
+	return t && t->refs > 1;
 }
 
 dfq_status dfq_tensor_reshape(struct dfq_tensor *t, int ndim, const int64_t *dims,

@@ -1,4 +1,6 @@
-/* model_equalize.c - cross-layer equalization (paper sec. 4.1) and high-bias absorption (4.1.3). */
+/* step_equalize.c - cross-layer equalization (paper sec. 4.1; docs/algorithms.md sec. 6): per
+ * channel i of the tensor between two layers, s_i = sqrt(r1_i r2_i) / r2_i, iterated over all
+ * pairs until the weights stop changing. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,37 +16,6 @@ void dfq_equalize_opts_default(struct dfq_equalize_opts *o)
 	o->range = DFQ_QSCHEME_ASYM;
 	o->max_rounds = 20;
 	o->tol = 2e-7;
-}
-
-struct pair {
-	int l1, l2;
-};
-
-/* Layer pairs l1 -> (activation) -> l2 where l2 is the only reader of l1's
- * output and reads it as its data input, channels matching.  Caller frees. */
-static dfq_status find_pairs(const struct dfq_model *m, struct pair **out, int *nout,
-                             struct dfq_error *err)
-{
-	struct pair *p = malloc((size_t)(m->nlayers ? m->nlayers : 1) * sizeof *p);
-	if (!p)
-		return dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory pairing layers");
-	int n = 0;
-	for (int a = 0; a < m->nlayers; a++) {
-		const struct dfq_layer *A = &m->layers[a];
-		const struct dfq_value *v = &m->g->values[A->out_vi];
-		if (v->nconsumers != 1 || v->is_output)
-			continue;
-		for (int b = a + 1; b < m->nlayers; b++) {
-			const struct dfq_layer *B = &m->layers[b];
-			if (B->in_vi == A->out_vi && B->cin == A->cout) {
-				p[n++] = (struct pair){a, b};
-				break;
-			}
-		}
-	}
-	*out = p;
-	*nout = n;
-	return DFQ_OK;
 }
 
 /* --- equalization state: per-layer row/column factors ------------------------ */
@@ -496,15 +467,32 @@ static void eq_pair(struct eqlayer *e1, struct eqlayer *e2, double *r1, double *
 	}
 }
 
-/* Rescale W (and w_ref), bias and statistics of layer L by the factors. */
-static void eq_apply(struct dfq_model *m, struct dfq_layer *L, const struct eqlayer *e)
+/* Rescale W (and w_ref), bias and statistics of layer li by the factors. */
+static dfq_status eq_apply(struct dfq_model *m, int li, const struct eqlayer *e,
+                           struct dfq_error *err)
 {
+	struct dfq_layer *L;
+	float *ws[2] = {NULL, NULL}, *bias = NULL;
+	dfq_status st = model_writable_layer(m, li, &L, err);
+	if (st == DFQ_OK)
+		st = model_writable_init(m, L->w_vi, &ws[0], err);
+	if (st == DFQ_OK && L->w_ref)
+		st = model_writable_tensor(&L->w_ref, err);
+	if (st == DFQ_OK && L->b_vi >= 0)
+		st = model_writable_init(m, L->b_vi, &bias, err);
+	if (st == DFQ_OK && L->has_stats)
+		st = model_writable_floats(&L->gamma, L->cout, err);
+	if (st == DFQ_OK && L->has_stats)
+		st = model_writable_floats(&L->beta, L->cout, err);
+	if (st != DFQ_OK)
+		return st;
+	if (L->w_ref)
+		ws[1] = dfq_tensor_f32(L->w_ref);
 	int64_t cin_g = e->cin_g;
-	struct dfq_tensor *ts[2] = {m->g->values[L->w_vi].init, L->w_ref};
 	for (int t = 0; t < 2; t++) {
-		if (!ts[t])
+		float *w = ws[t];
+		if (!w)
 			continue;
-		float *w = dfq_tensor_f32(ts[t]);
 		if (L->ksize == 1 && L->w_istride == 1) {
 			for (int64_t o = 0; o < e->cout; o++) {
 				const double *b = e->b + (o / e->cout_g) * cin_g;
@@ -524,7 +512,6 @@ static void eq_apply(struct dfq_model *m, struct dfq_layer *L, const struct eqla
 			}
 		}
 	}
-	float *bias = model_b(m, L);
 	for (int64_t o = 0; o < e->cout; o++) {
 		if (bias)
 			bias[o] = (float)(bias[o] * e->a[o]);
@@ -533,6 +520,8 @@ static void eq_apply(struct dfq_model *m, struct dfq_layer *L, const struct eqla
 			L->beta[o] = (float)(L->beta[o] * e->a[o]);
 		}
 	}
+	L->steps |= DFQ_STEP_EQUALIZE;
+	return DFQ_OK;
 }
 
 /* Why pair p cannot be equalized (skipped, not an error), or NULL. */
@@ -548,16 +537,19 @@ static const char *pair_blocker(const struct dfq_model *m, const struct pair *p)
 static dfq_status pair_check(const struct dfq_model *m, const struct pair *p, struct dfq_error *err)
 {
 	const struct dfq_layer *A = &m->layers[p->l1], *B = &m->layers[p->l2];
-	if (A->act == DFQ_ACT_RELU6)
-		return dfq_error_set(err, DFQ_ERR_ARG,
-		                     "layer '%s' is followed by ReLU6, which does not commute "
-		                     "with rescaling: run relu6-to-relu first",
-		                     A->name);
+	if (A->act == DFQ_ACT_RELU6) {
+		dfq_error_set(
+		    err, DFQ_ERR_ARG,
+		    "layer '%s' is followed by ReLU6, which does not commute with rescaling",
+		    A->name);
+		return dfq_error_remedy(err, DFQ_REMEDY_RELU6);
+	}
 	const struct dfq_layer *bn = A->bn_node >= 0 ? A : B->bn_node >= 0 ? B : NULL;
-	if (bn)
-		return dfq_error_set(err, DFQ_ERR_ARG,
-		                     "layer '%s' still has its BatchNormalization: run fold first",
-		                     bn->name);
+	if (bn) {
+		dfq_error_set(err, DFQ_ERR_ARG, "layer '%s' still has its BatchNormalization",
+		              bn->name);
+		return dfq_error_remedy(err, DFQ_REMEDY_FOLD);
+	}
 	return DFQ_OK;
 }
 
@@ -592,7 +584,7 @@ static bool pair_selected(const bool *sel, const struct pair *p)
 static dfq_status eqrun_init(struct eqrun *q, const struct dfq_model *m, const bool *sel, bool sym,
                              struct dfq_step_report *r, struct dfq_error *err)
 {
-	dfq_status st = find_pairs(m, &q->pairs, &q->npairs, err);
+	dfq_status st = model_find_pairs(m, &q->pairs, &q->npairs, err);
 	if (st != DFQ_OK)
 		return st;
 	q->on = calloc((size_t)(q->npairs ? q->npairs : 1), sizeof *q->on);
@@ -702,14 +694,20 @@ dfq_status dfq_model_equalize(struct dfq_model *m, const bool *sel,
 	}
 	used_spreads(m, &q, o.range, q.spread0);
 	eq_iterate(&q, m->nlayers, &o, &r);
-	/* commit: rescale weights, biases, statistics; nothing above changed the model */
-	for (int li = 0; li < m->nlayers; li++) {
+	/* rescale weights, biases, statistics: nothing above changed the model */
+	struct model_step s;
+	st = model_step_open(m, &s, err);
+	if (st != DFQ_OK) {
+		eqrun_free(&q, m->nlayers);
+		dfq_step_report_free(&r);
+		return st;
+	}
+	for (int li = 0; li < m->nlayers && st == DFQ_OK; li++) {
 		if (!q.eq[li].used)
 			continue;
-		struct dfq_layer *L = &m->layers[li];
-		eq_apply(m, L, &q.eq[li]);
-		L->steps |= DFQ_STEP_EQUALIZE;
-		model_layer_drop_bcorr(L);
+		st = eq_apply(m, li, &q.eq[li], err);
+		if (st == DFQ_OK)
+			st = model_layer_changed(m, li, CHANGED_WEIGHTS, &r, err);
 		if (st == DFQ_OK)
 			st = model_layer_update(m, li, err);
 	}
@@ -740,165 +738,13 @@ dfq_status dfq_model_equalize(struct dfq_model *m, const bool *sel,
 	}
 	free(spread1);
 	eqrun_free(&q, m->nlayers);
-	st = model_step_finish(m, &r, st, err);
+	st = model_step_finish(m, &s, st, "equalize", &r, err);
 	if (st != DFQ_OK)
 		return st;
-	if (r.nchanged > 0)
-		m->data_stale = true;
 	snprintf(r.summary, sizeof r.summary,
 	         "equalized %d layer pair%s in %d round%s (mean |dW| of the last round %.3g)%s",
 	         r.nchanged, r.nchanged == 1 ? "" : "s", r.rounds, r.rounds == 1 ? "" : "s",
 	         r.last_delta, r.nrows == 0 ? "; no eligible pairs among the targets" : "");
-	model_report_hand(&r, rep);
-	return DFQ_OK;
-}
-
-/* --- high-bias absorption ------------------------------------------------------------ */
-
-/* Top of the data-free range of layer L's linear output. */
-static double stats_top(const struct dfq_layer *L, double n)
-{
-	double t = -INFINITY;
-	for (int64_t c = 0; c < L->cout; c++)
-		t = fmax(t, (double)L->beta[c] + n * fabs((double)L->gamma[c]));
-	return t;
-}
-
-static double bias_max_abs(const struct dfq_model *m, const struct dfq_layer *L)
-{
-	const float *b = model_b(m, L);
-	double t = 0.0;
-	for (int64_t o = 0; b && o < L->cout; o++)
-		t = fmax(t, fabs((double)b[o]));
-	return t;
-}
-
-static const char *absorb_blocker(const struct dfq_model *m, const struct dfq_layer *A,
-                                  const struct dfq_layer *B)
-{
-	if (A->act == DFQ_ACT_RELU6)
-		return "ReLU6 between: run relu6-to-relu first";
-	if (A->bn_node >= 0 || B->bn_node >= 0)
-		return "BatchNorm not folded yet: run fold first";
-	if (!A->editable || !B->editable)
-		return !A->editable ? A->why_fixed : B->why_fixed;
-	if (!A->has_stats)
-		return "no BN statistics for the first layer (the model came folded)";
-	if (A->b_vi < 0 || B->b_vi < 0)
-		return "a MatMul without a bias Add has no bias to absorb into";
-	return NULL;
-}
-
-/* b1 -= c, beta -= c, b2[o] += sum_i sum_k W2[o, i, k] c[gi]; returns channels absorbed. */
-static int absorb_pair(struct dfq_model *m, struct dfq_layer *A, struct dfq_layer *B,
-                       const double *c)
-{
-	float *b1 = model_b(m, A), *b2 = model_b(m, B);
-	const float *w2 = model_w(m, B);
-	int n = 0;
-	for (int64_t i = 0; i < A->cout; i++) {
-		if (c[i] <= 0.0)
-			continue;
-		b1[i] = (float)(b1[i] - c[i]);
-		A->beta[i] = (float)(A->beta[i] - c[i]);
-		n++;
-	}
-	int64_t cin_g = B->cin / B->group, cout_g = B->cout / B->group;
-	for (int64_t o = 0; o < B->cout; o++) {
-		const double *cg = c + (o / cout_g) * cin_g;
-		double add = 0.0;
-		for (int64_t i = 0; i < cin_g; i++) {
-			if (cg[i] <= 0.0)
-				continue;
-			const float *p = w2 + o * B->w_ostride + i * B->w_istride;
-			double s = 0.0;
-			for (int64_t k = 0; k < B->ksize; k++)
-				s += p[k];
-			add += s * cg[i];
-		}
-		b2[o] = (float)(b2[o] + add);
-	}
-	return n;
-}
-
-dfq_status dfq_model_absorb(struct dfq_model *m, const bool *sel, double n_std,
-                            struct dfq_step_report *rep, struct dfq_error *err)
-{
-	if (!(n_std > 0.0))
-		n_std = 3.0;
-	struct pair *pairs;
-	int npairs;
-	dfq_status st = find_pairs(m, &pairs, &npairs, err);
-	if (st != DFQ_OK)
-		return st;
-	struct dfq_step_report r;
-	dfq_step_report_init(&r);
-	r.step = DFQ_STEP_ABSORB;
-	r.has_stats = m->has_stats;
-	int64_t maxc = 1;
-	for (int li = 0; li < m->nlayers; li++)
-		maxc = m->layers[li].cout > maxc ? m->layers[li].cout : maxc;
-	double *c = malloc((size_t)maxc * sizeof *c);
-	bool *go = calloc((size_t)(npairs ? npairs : 1), sizeof *go);
-	if (!c || !go)
-		st = dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory absorbing biases");
-	/* pass 1: rows (allocations only) */
-	for (int k = 0; k < npairs && st == DFQ_OK; k++) {
-		const struct dfq_layer *A = &m->layers[pairs[k].l1], *B = &m->layers[pairs[k].l2];
-		if (!model_selected(sel, pairs[k].l1) || A->act == DFQ_ACT_NONE)
-			continue;
-		struct dfq_step_row *row = model_report_row(&r, pairs[k].l1, err);
-		if (!row) {
-			st = err ? err->status : DFQ_ERR_NOMEM;
-			break;
-		}
-		row->layer2 = pairs[k].l2;
-		const char *why = absorb_blocker(m, A, B);
-		if (why)
-			snprintf(row->note, sizeof row->note, "skipped: %s", why);
-		go[k] = why == NULL;
-	}
-	/* pass 2: absorb */
-	for (int k = 0, ri = 0; k < npairs && st == DFQ_OK; k++) {
-		struct dfq_layer *A = &m->layers[pairs[k].l1], *B = &m->layers[pairs[k].l2];
-		if (!model_selected(sel, pairs[k].l1) || A->act == DFQ_ACT_NONE)
-			continue;
-		struct dfq_step_row *row = &r.rows[ri++];
-		if (!go[k])
-			continue;
-		row->before = stats_top(A, m->n_sigma);
-		row->before2 = bias_max_abs(m, B);
-		for (int64_t i = 0; i < A->cout; i++)
-			c[i] = fmax(0.0, (double)A->beta[i] - n_std * fabs((double)A->gamma[i]));
-		int n = absorb_pair(m, A, B, c);
-		row->after = stats_top(A, m->n_sigma);
-		row->after2 = bias_max_abs(m, B);
-		row->extra = n;
-		row->changed = n > 0;
-		snprintf(row->note, sizeof row->note, "%d of %lld channels absorbed into '%s'", n,
-		         (long long)A->cout, B->name);
-		if (n == 0)
-			continue;
-		A->steps |= DFQ_STEP_ABSORB;
-		B->steps |= DFQ_STEP_ABSORB;
-		model_layer_drop_bcorr(A);
-		model_layer_drop_bcorr(B);
-		st = model_layer_update(m, pairs[k].l1, err);
-		if (st == DFQ_OK)
-			st = model_layer_update(m, pairs[k].l2, err);
-		m->data_stale = true;
-	}
-	free(c);
-	free(go);
-	free(pairs);
-	st = model_step_finish(m, &r, st, err);
-	if (st != DFQ_OK)
-		return st;
-	snprintf(r.summary, sizeof r.summary,
-	         "absorbed high biases in %d of %d layer pair%s with ReLU (c = max(0, beta - %g "
-	         "|gamma|))%s",
-	         r.nchanged, r.nrows, r.nrows == 1 ? "" : "s", n_std,
-	         m->has_stats ? "" : "; the model has no BN statistics");
 	model_report_hand(&r, rep);
 	return DFQ_OK;
 }
