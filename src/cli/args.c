@@ -16,8 +16,7 @@ void args_free(struct args *a)
 	memset(a, 0, sizeof *a);
 }
 
-static const struct args_flag *find_flag(const struct args_spec *spec, const char *name,
-					 size_t len)
+static const struct args_flag *find_flag(const struct args_spec *spec, const char *name, size_t len)
 {
 	if (!spec->flags)
 		return NULL;
@@ -38,7 +37,7 @@ static char *dup_or_why(const char *s, char *why, size_t len)
 
 /* Parse one "--name[=value]" at argv[*i]; may consume argv[*i + 1]. */
 static bool parse_flag(const struct cmd_entry *e, int argc, char **argv, int *i, struct args *out,
-		       char *why, size_t len)
+                       char *why, size_t len)
 {
 	const char *word = argv[*i] + 2;
 	const char *eq = strchr(word, '=');
@@ -71,7 +70,7 @@ static bool parse_flag(const struct cmd_entry *e, int argc, char **argv, int *i,
 }
 
 bool args_parse(const struct cmd_entry *e, int argc, char **argv, struct args *out, char *why,
-		size_t len)
+                size_t len)
 {
 	memset(out, 0, sizeof *out);
 	/* argc bounds both arrays, so no reallocation is needed. */

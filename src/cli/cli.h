@@ -19,18 +19,18 @@ struct settings {
 	bool errexit; /* a failing script line stops the script */
 	int batch;    /* samples per run in eval (and other data passes) */
 	/* DFQ defaults (quantize, equalize, QuantMeasure) */
-	int wbits, abits, bbits;  /* quantize: weights, activations (0 float), bias (0 float) */
-	dfq_qscheme scheme;       /* asym or sym grids; also equalize's range */
-	bool per_channel;         /* granularity: a weight grid per output channel */
-	dfq_range_src act_range;  /* where activation ranges come from */
-	double n_std;             /* data-free ranges: beta +- n_std |gamma| */
-	bool timing;              /* print each command's wall time and eval's speed */
+	int wbits, abits, bbits; /* quantize: weights, activations (0 float), bias (0 float) */
+	dfq_qscheme scheme;      /* asym or sym grids; also equalize's range */
+	bool per_channel;        /* granularity: a weight grid per output channel */
+	dfq_range_src act_range; /* where activation ranges come from */
+	double n_std;            /* data-free ranges: beta +- n_std |gamma| */
+	bool timing;             /* print each command's wall time and eval's speed */
 };
 
 /* An accuracy kept for the deltas `eval` prints. */
 struct eval_mark {
 	bool valid;
-	int64_t n;               /* samples it was measured on */
+	int64_t n; /* samples it was measured on */
 	double top1, top5;
 };
 
@@ -45,12 +45,12 @@ struct session {
 	struct dfq_exec *exec;   /* owned, created lazily by session_exec() */
 	struct dfq_data *data;   /* owned, NULL until `data SPEC` */
 	struct settings set;
-	bool json;               /* --json: one JSON object per command on stdout */
-	bool quiet;              /* -q: no informational text */
-	bool had_error;          /* some command failed (exit status 1) */
-	int depth;               /* nesting of `source` */
-	struct eval_mark fp32;   /* the model before any step (eval of the unchanged model) */
-	struct eval_mark last;   /* the previous eval */
+	bool json;             /* --json: one JSON object per command on stdout */
+	bool quiet;            /* -q: no informational text */
+	bool had_error;        /* some command failed (exit status 1) */
+	int depth;             /* nesting of `source` */
+	struct eval_mark fp32; /* the model before any step (eval of the unchanged model) */
+	struct eval_mark last; /* the previous eval */
 };
 
 #define SESSION_MAX_DEPTH 16
@@ -62,7 +62,7 @@ void session_free(struct session *s);
  * (see session_set_data), copies path, drops the executor.
  * The accuracy marks go unless path is the current model's (reset). */
 dfq_status session_set_model(struct session *s, struct dfq_graph *g, const char *path,
-			     struct dfq_error *err);
+                             struct dfq_error *err);
 /* Replace the DFQ model by m (taken; same file, e.g. a folded copy). */
 void session_replace_model(struct session *s, struct dfq_model *m);
 /* A step changed the model in place. */
@@ -97,7 +97,7 @@ struct setting_def {
 extern const struct setting_def session_settings[];
 /* Set KEY to VALUE; false with one sentence in why when either is bad. */
 bool session_setting_set(struct session *s, const char *key, const char *value, char *why,
-			 size_t len);
+                         size_t len);
 /* Current value of setting i: as a number (bools are 0/1; choices their
  * index; floats rounded) and as text. */
 int session_setting_int(const struct session *s, int i);

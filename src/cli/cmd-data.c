@@ -11,14 +11,14 @@
 
 /* A whole number >= lo (0 or 1) for --flag, or false with the reason printed. */
 static bool parse_count(struct cmd_ctx *ctx, const char *flag, const char *v, int64_t lo,
-			int64_t *out)
+                        int64_t *out)
 {
 	char *end;
 	errno = 0;
 	long long n = strtoll(v, &end, 10);
 	if (errno || end == v || *end || n < lo || n > INT64_MAX / 2) {
 		cmd_error(ctx, "--%s must be a %s whole number, not '%s'", flag,
-			  lo ? "positive" : "non-negative", v);
+		          lo ? "positive" : "non-negative", v);
 		return false;
 	}
 	*out = n;
@@ -26,8 +26,7 @@ static bool parse_count(struct cmd_ctx *ctx, const char *flag, const char *v, in
 }
 
 /* "M" or "M,M,M" into vals (at most DFQ_DATA_MAX_CHANNELS). */
-static bool parse_floats(struct cmd_ctx *ctx, const char *flag, const char *v, float *vals,
-			 int *n)
+static bool parse_floats(struct cmd_ctx *ctx, const char *flag, const char *v, float *vals, int *n)
 {
 	*n = 0;
 	const char *p = v;
@@ -36,8 +35,10 @@ static bool parse_floats(struct cmd_ctx *ctx, const char *flag, const char *v, f
 		errno = 0;
 		double x = strtod(p, &end);
 		if (errno || end == p || (*end && *end != ',') || !isfinite(x)) {
-			cmd_error(ctx, "--%s takes one number or one per channel separated by "
-				  "commas (e.g. 0.485,0.456,0.406), not '%s'", flag, v);
+			cmd_error(ctx,
+			          "--%s takes one number or one per channel separated by "
+			          "commas (e.g. 0.485,0.456,0.406), not '%s'",
+			          flag, v);
 			return false;
 		}
 		if (*n == DFQ_DATA_MAX_CHANNELS) {
@@ -72,8 +73,8 @@ static void float_list(char *buf, size_t len, const float *v, int n)
 	size_t used = 0;
 	buf[0] = '\0';
 	for (int i = 0; i < n && used < len; i++)
-		used += (size_t)snprintf(buf + used, len - used, "%s%g", i ? "," : "",
-					 (double)v[i]);
+		used +=
+		    (size_t)snprintf(buf + used, len - used, "%s%g", i ? "," : "", (double)v[i]);
 }
 
 static void add_floats(cJSON *obj, const char *key, const float *v, int n)
@@ -102,15 +103,19 @@ static void print_shape(struct cmd_ctx *ctx, const struct dfq_data_info *in)
 	}
 	cJSON_AddStringToObject(ctx->json, "element", in->element);
 	if (in->from_model && in->channels > 0)
-		cmd_print(ctx, "  %-9s [%d, %lld, %lld] (the model's input: %s files resized and "
-			  "centre-cropped)", "sample", in->channels, (long long)in->height,
-			  (long long)in->width, in->element);
+		cmd_print(ctx,
+		          "  %-9s [%d, %lld, %lld] (the model's input: %s files resized and "
+		          "centre-cropped)",
+		          "sample", in->channels, (long long)in->height, (long long)in->width,
+		          in->element);
 	else if (in->from_model)
-		cmd_print(ctx, "  %-9s %s files, resized to the model's input once a model is "
-			  "loaded", "sample", in->element);
+		cmd_print(ctx,
+		          "  %-9s %s files, resized to the model's input once a model is "
+		          "loaded",
+		          "sample", in->element);
 	else
 		cmd_print(ctx, "  %-9s [%d, %lld, %lld] %s", "sample", in->channels,
-			  (long long)in->height, (long long)in->width, in->element);
+		          (long long)in->height, (long long)in->width, in->element);
 }
 
 static void print_classes(struct cmd_ctx *ctx, const struct dfq_data_info *in)
@@ -130,7 +135,7 @@ static void print_classes(struct cmd_ctx *ctx, const struct dfq_data_info *in)
 			cJSON_Delete(x);
 		if (used < sizeof line)
 			used += (size_t)snprintf(line + used, sizeof line - used, "%s%s",
-						 i ? ", " : "", in->class_names[i]);
+			                         i ? ", " : "", in->class_names[i]);
 	}
 	if (used >= sizeof line)
 		strcpy(line + sizeof line - 4, "...");
@@ -138,7 +143,7 @@ static void print_classes(struct cmd_ctx *ctx, const struct dfq_data_info *in)
 }
 
 static cJSON *slice_json(cJSON *obj, const char *key, const char *set, int64_t first, int64_t n,
-			 const char *source)
+                         const char *source)
 {
 	cJSON *o = cJSON_AddObjectToObject(obj, key);
 	cJSON_AddStringToObject(o, "set", set);
@@ -154,21 +159,21 @@ static void print_slices(struct cmd_ctx *ctx, const struct dfq_data_info *in)
 	bool fm = in->kind == DFQ_DATA_FMNIST;
 	slice_json(ctx->json, "eval", in->eval_set, in->eval_first, in->eval_n, in->eval_source);
 	slice_json(ctx->json, "calib", in->calib_set, in->calib_first, in->calib_n,
-		   in->calib_source);
+	           in->calib_source);
 	if (fm)
 		cmd_print(ctx, "  %-9s first %lld of the test set", "eval", (long long)in->eval_n);
 	else
 		cmd_print(ctx, "  %-9s first %lld (samples 0..%lld)", "eval", (long long)in->eval_n,
-			  (long long)in->eval_n - 1);
+		          (long long)in->eval_n - 1);
 	if (in->calib_n == 0)
 		cmd_print(ctx, "  %-9s none", "calib");
 	else if (fm)
 		cmd_print(ctx, "  %-9s first %lld of the training set (%lld samples, %s)", "calib",
-			  (long long)in->calib_n, (long long)in->calib_total, in->calib_source);
+		          (long long)in->calib_n, (long long)in->calib_total, in->calib_source);
 	else
 		cmd_print(ctx, "  %-9s last %lld (samples %lld..%lld)", "calib",
-			  (long long)in->calib_n, (long long)in->calib_first,
-			  (long long)(in->calib_first + in->calib_n - 1));
+		          (long long)in->calib_n, (long long)in->calib_first,
+		          (long long)(in->calib_first + in->calib_n - 1));
 }
 
 static void print_norm(struct cmd_ctx *ctx, const struct dfq_data_info *in)
@@ -184,7 +189,7 @@ static void print_norm(struct cmd_ctx *ctx, const struct dfq_data_info *in)
 		cmd_print(ctx, "  %-9s (%s - %s) / %s", "normalise", x, m, s);
 	else
 		cmd_print(ctx, "  %-9s (%s - mean) / std per channel, mean %s, std %s", "normalise",
-			  x, m, s);
+		          x, m, s);
 }
 
 static void print_summary(struct cmd_ctx *ctx, const struct dfq_data_info *in)
@@ -197,7 +202,7 @@ static void print_summary(struct cmd_ctx *ctx, const struct dfq_data_info *in)
 	cmd_print(ctx, "  %-9s %s", "kind", in->kind_name);
 	cmd_print(ctx, "  %-9s %s", "source", in->eval_source);
 	cmd_print(ctx, "  %-9s %lld%s", "samples", (long long)in->eval_total,
-		  in->kind == DFQ_DATA_FMNIST ? " (test set)" : "");
+	          in->kind == DFQ_DATA_FMNIST ? " (test set)" : "");
 	print_shape(ctx, in);
 	print_classes(ctx, in);
 	print_slices(ctx, in);
@@ -217,7 +222,7 @@ static dfq_status fit_model(const struct session *s, struct dfq_data *d, struct 
 /* Open spec and make it the session's data.  On failure the session keeps
  * its old data. */
 static enum cmd_retval open_data(struct cmd_ctx *ctx, const char *spec,
-				 const struct dfq_data_opts *o)
+                                 const struct dfq_data_opts *o)
 {
 	struct session *s = ctx->s;
 	struct dfq_error err;
@@ -239,7 +244,7 @@ static enum cmd_retval cmd_data_exec(struct cmd_ctx *ctx, struct args *a)
 	if (a->npos == 0) {
 		if (a->nflags)
 			return cmd_fail(ctx, "data: the flags need a SPEC; usage: %s",
-					ctx->entry->usage);
+			                ctx->entry->usage);
 		if (!ctx->s->data)
 			return cmd_fail(ctx, "no data set; use 'data SPEC' (e.g. 'data fmnist')");
 		/* The model may have changed since the data was opened. */
@@ -255,18 +260,15 @@ static enum cmd_retval cmd_data_exec(struct cmd_ctx *ctx, struct args *a)
 }
 
 static const struct args_flag data_flags[] = {
-	{"n", true, NULL},
-	{"calib", true, NULL},
-	{"mean", true, NULL},
-	{"std", true, NULL},
-	{NULL, false, NULL},
+    {"n", true, NULL},   {"calib", true, NULL}, {"mean", true, NULL},
+    {"std", true, NULL}, {NULL, false, NULL},
 };
 
 const struct cmd_entry cmd_data_entry = {
-	.name = "data",
-	.alias = NULL,
-	.usage = "data [SPEC] [--n N] [--calib N] [--mean M[,M..]] [--std S[,S..]]",
-	.args = {data_flags, 0, 1},
-	.summary = "open data: fmnist[:DIR], idx:IMAGES,LABELS, npy:X.npy,Y.npy, images:DIR",
-	.exec = cmd_data_exec,
+    .name = "data",
+    .alias = NULL,
+    .usage = "data [SPEC] [--n N] [--calib N] [--mean M[,M..]] [--std S[,S..]]",
+    .args = {data_flags, 0, 1},
+    .summary = "open data: fmnist[:DIR], idx:IMAGES,LABELS, npy:X.npy,Y.npy, images:DIR",
+    .exec = cmd_data_exec,
 };

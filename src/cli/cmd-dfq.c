@@ -10,7 +10,7 @@
 /* Targets from the positionals (all of them when there are none); NULL after
  * reporting an error. */
 static bool *targets_or_all(struct cmd_ctx *ctx, const struct dfq_model *m, int n,
-			    char *const *specs)
+                            char *const *specs)
 {
 	static char all[] = "all";
 	char *def[] = {all};
@@ -20,7 +20,7 @@ static bool *targets_or_all(struct cmd_ctx *ctx, const struct dfq_model *m, int 
 /* --- fold --------------------------------------------------------------------- */
 
 static dfq_status fold_fn(struct dfq_model *m, void *arg, struct dfq_step_report *rep,
-			  struct dfq_error *err)
+                          struct dfq_error *err)
 {
 	return dfq_model_fold(m, rep, err);
 }
@@ -29,7 +29,7 @@ static bool fold_row(const struct dfq_model *m, const struct dfq_step_row *r, ch
 {
 	char a[24], b[24], c[24];
 	snprintf(buf, len, "max |W| %s -> %s (BN scale up to %s)", mc_num(r->before, a, sizeof a),
-		 mc_num(r->after, b, sizeof b), mc_num(r->extra, c, sizeof c));
+	         mc_num(r->after, b, sizeof b), mc_num(r->extra, c, sizeof c));
 	return false;
 }
 
@@ -42,7 +42,7 @@ static enum cmd_retval cmd_fold_exec(struct cmd_ctx *ctx, struct args *a)
 	if (mc_run_step(ctx, false, fold_fn, NULL, &rep) != CMD_RETURN_NORMAL)
 		return CMD_RETURN_ERROR;
 	static const struct mc_row_keys keys = {"max_w_before", "max_w_after", NULL, NULL,
-						"max_scale"};
+	                                        "max_scale"};
 	mc_print_report(ctx, ctx->s->model, &rep, fold_row, &keys);
 	cJSON_AddBoolToObject(ctx->json, "has_stats", rep.has_stats);
 	dfq_step_report_free(&rep);
@@ -50,24 +50,24 @@ static enum cmd_retval cmd_fold_exec(struct cmd_ctx *ctx, struct args *a)
 }
 
 const struct cmd_entry cmd_fold_entry = {
-	.name = "fold",
-	.alias = NULL,
-	.usage = "fold",
-	.args = {NULL, 0, 0},
-	.summary = "fold BatchNorm into the preceding layers (keeping its statistics)",
-	.exec = cmd_fold_exec,
+    .name = "fold",
+    .alias = NULL,
+    .usage = "fold",
+    .args = {NULL, 0, 0},
+    .summary = "fold BatchNorm into the preceding layers (keeping its statistics)",
+    .exec = cmd_fold_exec,
 };
 
 /* --- relu6-to-relu --------------------------------------------------------------- */
 
 static dfq_status relu6_fn(struct dfq_model *m, void *arg, struct dfq_step_report *rep,
-			   struct dfq_error *err)
+                           struct dfq_error *err)
 {
 	return dfq_model_relu6_to_relu(m, arg, rep, err);
 }
 
 static bool relu6_row(const struct dfq_model *m, const struct dfq_step_row *r, char *buf,
-		      size_t len)
+                      size_t len)
 {
 	if (!isnan(r->extra))
 		snprintf(buf, len, "(measured max %.4g)", r->extra);
@@ -94,12 +94,12 @@ static enum cmd_retval cmd_relu6_exec(struct cmd_ctx *ctx, struct args *a)
 }
 
 const struct cmd_entry cmd_relu6_entry = {
-	.name = "relu6-to-relu",
-	.alias = NULL,
-	.usage = "relu6-to-relu [LAYER...|all]",
-	.args = {NULL, 0, -1, ARGS_TARGET, NULL},
-	.summary = "replace ReLU6 (Clip 0..6) by ReLU, as DFQ's equalization needs",
-	.exec = cmd_relu6_exec,
+    .name = "relu6-to-relu",
+    .alias = NULL,
+    .usage = "relu6-to-relu [LAYER...|all]",
+    .args = {NULL, 0, -1, ARGS_TARGET, NULL},
+    .summary = "replace ReLU6 (Clip 0..6) by ReLU, as DFQ's equalization needs",
+    .exec = cmd_relu6_exec,
 };
 
 /* --- clip ------------------------------------------------------------------------ */
@@ -110,7 +110,7 @@ struct clip_arg {
 };
 
 static dfq_status clip_fn(struct dfq_model *m, void *arg, struct dfq_step_report *rep,
-			  struct dfq_error *err)
+                          struct dfq_error *err)
 {
 	struct clip_arg *c = arg;
 	return dfq_model_clip(m, c->sel, c->lo, c->hi, rep, err);
@@ -120,8 +120,8 @@ static bool clip_row(const struct dfq_model *m, const struct dfq_step_row *r, ch
 {
 	char a[24], b[24], c[24], d[24];
 	snprintf(buf, len, "W [%s, %s] -> [%s, %s]", mc_num(r->before, a, sizeof a),
-		 mc_num(r->before2, b, sizeof b), mc_num(r->after, c, sizeof c),
-		 mc_num(r->after2, d, sizeof d));
+	         mc_num(r->before2, b, sizeof b), mc_num(r->after, c, sizeof c),
+	         mc_num(r->after2, d, sizeof d));
 	return true;
 }
 
@@ -148,7 +148,7 @@ static enum cmd_retval cmd_clip_exec(struct cmd_ctx *ctx, struct args *a)
 	if (rv != CMD_RETURN_NORMAL)
 		return rv;
 	static const struct mc_row_keys keys = {"wmin_before", "wmin_after", "wmax_before",
-						"wmax_after", "clipped"};
+	                                        "wmax_after", "clipped"};
 	mc_print_report(ctx, ctx->s->model, &rep, clip_row, &keys);
 	mc_json_num(ctx->json, "lo", lo);
 	mc_json_num(ctx->json, "hi", hi);
@@ -157,12 +157,12 @@ static enum cmd_retval cmd_clip_exec(struct cmd_ctx *ctx, struct args *a)
 }
 
 const struct cmd_entry cmd_clip_entry = {
-	.name = "clip",
-	.alias = NULL,
-	.usage = "clip LAYER...|all LO HI",
-	.args = {NULL, 3, -1, ARGS_TARGET, NULL},
-	.summary = "clip weights to [LO, HI] (the paper's clip_weight, e.g. clip all -15 15)",
-	.exec = cmd_clip_exec,
+    .name = "clip",
+    .alias = NULL,
+    .usage = "clip LAYER...|all LO HI",
+    .args = {NULL, 3, -1, ARGS_TARGET, NULL},
+    .summary = "clip weights to [LO, HI] (the paper's clip_weight, e.g. clip all -15 15)",
+    .exec = cmd_clip_exec,
 };
 
 /* --- equalize -------------------------------------------------------------------- */
@@ -173,20 +173,20 @@ struct eq_arg {
 };
 
 static dfq_status equalize_fn(struct dfq_model *m, void *arg, struct dfq_step_report *rep,
-			      struct dfq_error *err)
+                              struct dfq_error *err)
 {
 	struct eq_arg *e = arg;
 	return dfq_model_equalize(m, e->sel, &e->o, rep, err);
 }
 
 static bool equalize_row(const struct dfq_model *m, const struct dfq_step_row *r, char *buf,
-			 size_t len)
+                         size_t len)
 {
 	char a[24], b[24], c[24], d[24], e[24];
 	snprintf(buf, len, "spread %s -> %s | %s -> %s (max |log2 s| %s)",
-		 mc_num(r->before, a, sizeof a), mc_num(r->after, b, sizeof b),
-		 mc_num(r->before2, c, sizeof c), mc_num(r->after2, d, sizeof d),
-		 mc_num(r->extra, e, sizeof e));
+	         mc_num(r->before, a, sizeof a), mc_num(r->after, b, sizeof b),
+	         mc_num(r->before2, c, sizeof c), mc_num(r->after2, d, sizeof d),
+	         mc_num(r->extra, e, sizeof e));
 	return false;
 }
 
@@ -212,7 +212,7 @@ static enum cmd_retval cmd_equalize_exec(struct cmd_ctx *ctx, struct args *a)
 	if (rv != CMD_RETURN_NORMAL)
 		return rv;
 	static const struct mc_row_keys keys = {"spread1_before", "spread1_after", "spread2_before",
-						"spread2_after", "max_log2_s"};
+	                                        "spread2_after", "max_log2_s"};
 	mc_print_report(ctx, ctx->s->model, &rep, equalize_row, &keys);
 	cJSON_AddNumberToObject(ctx->json, "rounds", rep.rounds);
 	mc_json_num(ctx->json, "last_delta", rep.last_delta);
@@ -221,17 +221,17 @@ static enum cmd_retval cmd_equalize_exec(struct cmd_ctx *ctx, struct args *a)
 }
 
 static const struct args_flag equalize_flags[] = {
-	{"rounds", true, NULL},
-	{NULL, false, NULL},
+    {"rounds", true, NULL},
+    {NULL, false, NULL},
 };
 
 const struct cmd_entry cmd_equalize_entry = {
-	.name = "equalize",
-	.alias = NULL,
-	.usage = "equalize [LAYER...|all] [--rounds N]",
-	.args = {equalize_flags, 0, -1, ARGS_TARGET, NULL},
-	.summary = "cross-layer equalization of consecutive layer pairs (paper sec. 4.1)",
-	.exec = cmd_equalize_exec,
+    .name = "equalize",
+    .alias = NULL,
+    .usage = "equalize [LAYER...|all] [--rounds N]",
+    .args = {equalize_flags, 0, -1, ARGS_TARGET, NULL},
+    .summary = "cross-layer equalization of consecutive layer pairs (paper sec. 4.1)",
+    .exec = cmd_equalize_exec,
 };
 
 /* --- absorb ---------------------------------------------------------------------- */
@@ -242,19 +242,19 @@ struct absorb_arg {
 };
 
 static dfq_status absorb_fn(struct dfq_model *m, void *arg, struct dfq_step_report *rep,
-			    struct dfq_error *err)
+                            struct dfq_error *err)
 {
 	struct absorb_arg *b = arg;
 	return dfq_model_absorb(m, b->sel, b->n_std, rep, err);
 }
 
 static bool absorb_row(const struct dfq_model *m, const struct dfq_step_row *r, char *buf,
-		       size_t len)
+                       size_t len)
 {
 	char a[24], b[24], c[24], d[24];
 	snprintf(buf, len, "range top %s -> %s, next max |b| %s -> %s",
-		 mc_num(r->before, a, sizeof a), mc_num(r->after, b, sizeof b),
-		 mc_num(r->before2, c, sizeof c), mc_num(r->after2, d, sizeof d));
+	         mc_num(r->before, a, sizeof a), mc_num(r->after, b, sizeof b),
+	         mc_num(r->before2, c, sizeof c), mc_num(r->after2, d, sizeof d));
 	return true;
 }
 
@@ -277,24 +277,24 @@ static enum cmd_retval cmd_absorb_exec(struct cmd_ctx *ctx, struct args *a)
 	if (rv != CMD_RETURN_NORMAL)
 		return rv;
 	static const struct mc_row_keys keys = {"top_before", "top_after", "max_b2_before",
-						"max_b2_after", "channels"};
+	                                        "max_b2_after", "channels"};
 	mc_print_report(ctx, ctx->s->model, &rep, absorb_row, &keys);
 	dfq_step_report_free(&rep);
 	return CMD_RETURN_NORMAL;
 }
 
 static const struct args_flag absorb_flags[] = {
-	{"n-std", true, NULL},
-	{NULL, false, NULL},
+    {"n-std", true, NULL},
+    {NULL, false, NULL},
 };
 
 const struct cmd_entry cmd_absorb_entry = {
-	.name = "absorb",
-	.alias = NULL,
-	.usage = "absorb [LAYER...|all] [--n-std N]",
-	.args = {absorb_flags, 0, -1, ARGS_TARGET, NULL},
-	.summary = "high-bias absorption into the next layer (c = max(0, beta - 3 gamma))",
-	.exec = cmd_absorb_exec,
+    .name = "absorb",
+    .alias = NULL,
+    .usage = "absorb [LAYER...|all] [--n-std N]",
+    .args = {absorb_flags, 0, -1, ARGS_TARGET, NULL},
+    .summary = "high-bias absorption into the next layer (c = max(0, beta - 3 gamma))",
+    .exec = cmd_absorb_exec,
 };
 
 /* --- reset ----------------------------------------------------------------------- */
@@ -319,7 +319,7 @@ static enum cmd_retval cmd_reset_exec(struct cmd_ctx *ctx, struct args *a)
 		rv = cmd_fail(ctx, "reset: %s", err.msg);
 	if (rv == CMD_RETURN_NORMAL) {
 		cmd_print(ctx, "reset: reloaded %s (%d layers); every step is undone", path,
-			  s->model->nlayers);
+		          s->model->nlayers);
 		cJSON_AddStringToObject(ctx->json, "path", path);
 		cJSON_AddNumberToObject(ctx->json, "layers", s->model->nlayers);
 	}
@@ -328,10 +328,10 @@ static enum cmd_retval cmd_reset_exec(struct cmd_ctx *ctx, struct args *a)
 }
 
 const struct cmd_entry cmd_reset_entry = {
-	.name = "reset",
-	.alias = NULL,
-	.usage = "reset",
-	.args = {NULL, 0, 0},
-	.summary = "reload the model from its file, dropping every step (settings and data stay)",
-	.exec = cmd_reset_exec,
+    .name = "reset",
+    .alias = NULL,
+    .usage = "reset",
+    .args = {NULL, 0, 0},
+    .summary = "reload the model from its file, dropping every step (settings and data stay)",
+    .exec = cmd_reset_exec,
 };

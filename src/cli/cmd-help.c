@@ -30,7 +30,7 @@ static void print_one(struct cmd_ctx *ctx, const struct cmd_entry *e)
 	if (e->alias) {
 		char list[64];
 		cmd_print(ctx, "  alias%s: %s", e->alias[1] ? "es" : "",
-			  cmd_alias_list(e, list, sizeof list));
+		          cmd_alias_list(e, list, sizeof list));
 	}
 }
 
@@ -40,7 +40,7 @@ static enum cmd_retval help_all(struct cmd_ctx *ctx, cJSON *arr)
 		const struct cmd_entry *e = cmd_table[i];
 		char names[80], list[64];
 		snprintf(names, sizeof names, "%s%s%s", e->name, e->alias ? ", " : "",
-			 cmd_alias_list(e, list, sizeof list));
+		         cmd_alias_list(e, list, sizeof list));
 		cmd_print(ctx, "  %-13s %s", names, e->summary);
 		add_json_entry(arr, e);
 	}
@@ -80,10 +80,10 @@ static enum cmd_retval cmd_help_exec(struct cmd_ctx *ctx, struct args *a)
 }
 
 const struct cmd_entry cmd_help_entry = {
-	.name = "help",
-	.alias = NULL,
-	.usage = "help [COMMAND]",
-	.args = {NULL, 0, 1, ARGS_COMMAND, NULL},
-	.summary = "list the commands, or show how to use one",
-	.exec = cmd_help_exec,
+    .name = "help",
+    .alias = NULL,
+    .usage = "help [COMMAND]",
+    .args = {NULL, 0, 1, ARGS_COMMAND, NULL},
+    .summary = "list the commands, or show how to use one",
+    .exec = cmd_help_exec,
 };

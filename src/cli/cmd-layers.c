@@ -21,7 +21,7 @@ static const char *dims_str(const struct dfq_tensor *t, char *buf, size_t len)
 	buf[0] = '\0';
 	for (int i = 0; i < t->ndim && used < len; i++)
 		used += (size_t)snprintf(buf + used, len - used, "%s%lld", i ? "x" : "",
-					 (long long)t->dims[i]);
+		                         (long long)t->dims[i]);
 	return buf;
 }
 
@@ -47,14 +47,14 @@ static const struct dfq_apoint *layer_point(const struct dfq_model *m, int li)
 /* The data range shown next to the BN one: the data source in use when the
  * setting asks for one, else the seed's QuantMeasure running min/max. */
 static const struct dfq_range *data_range(const struct dfq_model *m, const struct dfq_apoint *p,
-					  dfq_range_src *src)
+                                          dfq_range_src *src)
 {
 	*src = DFQ_RANGE_MINMAX;
 	if (m->range_src == DFQ_RANGE_GLOBAL || m->range_src == DFQ_RANGE_PERCENTILE)
 		*src = m->range_src;
 	return *src == DFQ_RANGE_GLOBAL       ? &p->global
 	       : *src == DFQ_RANGE_PERCENTILE ? &p->pct
-					      : &p->minmax;
+	                                      : &p->minmax;
 }
 
 /* "[0, 5.43]" with a '*' when it is the range in use, "-" when unknown. */
@@ -70,7 +70,7 @@ static const char *range_str(const struct dfq_range *r, bool used, char *buf, si
 /* --- layers ----------------------------------------------------------------- */
 
 static void layer_json(cJSON *arr, const struct dfq_model *m, int li,
-		       const struct dfq_layer_info *inf, const struct dfq_apoint *p)
+                       const struct dfq_layer_info *inf, const struct dfq_apoint *p)
 {
 	const struct dfq_layer *L = &m->layers[li];
 	cJSON *o = cJSON_CreateObject();
@@ -110,7 +110,7 @@ static void layer_json(cJSON *arr, const struct dfq_model *m, int li,
 }
 
 static void layer_row(struct cmd_ctx *ctx, const struct dfq_model *m, int li, int w,
-		      const struct dfq_layer_info *inf, const struct dfq_apoint *p)
+                      const struct dfq_layer_info *inf, const struct dfq_apoint *p)
 {
 	const struct dfq_layer *L = &m->layers[li];
 	char shape[48], wmin[24], wmax[24], spread[24], bn[40], data[40], bits[32], steps[96];
@@ -126,12 +126,12 @@ static void layer_row(struct cmd_ctx *ctx, const struct dfq_model *m, int li, in
 	else
 		snprintf(bits, sizeof bits, "-");
 	cmd_print(ctx, "%3d  %-*.*s  %-7s  %-5s  %-12s  %9s  %9s  %8s  %-20s  %-20s  %-5s  %s", li,
-		  w, w, mc_layer_name(m, li), layer_op(L),
-		  L->act == DFQ_ACT_NONE ? "-" : dfq_act_name(L->act),
-		  dims_str(m->g->values[L->w_vi].init, shape, sizeof shape),
-		  mc_num(inf->wmin, wmin, sizeof wmin), mc_num(inf->wmax, wmax, sizeof wmax),
-		  mc_num(inf->spread, spread, sizeof spread), bn, data, bits,
-		  dfq_steps_str(L->steps, steps, sizeof steps));
+	          w, w, mc_layer_name(m, li), layer_op(L),
+	          L->act == DFQ_ACT_NONE ? "-" : dfq_act_name(L->act),
+	          dims_str(m->g->values[L->w_vi].init, shape, sizeof shape),
+	          mc_num(inf->wmin, wmin, sizeof wmin), mc_num(inf->wmax, wmax, sizeof wmax),
+	          mc_num(inf->spread, spread, sizeof spread), bn, data, bits,
+	          dfq_steps_str(L->steps, steps, sizeof steps));
 }
 
 static enum cmd_retval cmd_layers_exec(struct cmd_ctx *ctx, struct args *a)
@@ -142,8 +142,8 @@ static enum cmd_retval cmd_layers_exec(struct cmd_ctx *ctx, struct args *a)
 	int w = mc_name_width(m);
 	cJSON *arr = cJSON_AddArrayToObject(ctx->json, "layers");
 	cmd_print(ctx, "%3s  %-*s  %-7s  %-5s  %-12s  %9s  %9s  %8s  %-20s  %-20s  %-5s  %s", "#",
-		  w, "name", "op", "act", "weight", "W min", "W max", "spread", "act range (bn)",
-		  "act range (data)", "bits", "steps");
+	          w, "name", "op", "act", "weight", "W min", "W max", "spread", "act range (bn)",
+	          "act range (data)", "bits", "steps");
 	int nquant = 0;
 	for (int li = 0; li < m->nlayers; li++) {
 		struct dfq_layer_info inf;
@@ -157,11 +157,11 @@ static enum cmd_retval cmd_layers_exec(struct cmd_ctx *ctx, struct args *a)
 		nquant += m->layers[li].quantized;
 	}
 	const char *bn =
-		m->folded ? (m->has_stats ? "folded (statistics kept)" : "none") : "not folded";
+	    m->folded ? (m->has_stats ? "folded (statistics kept)" : "none") : "not folded";
 	cmd_print(ctx,
-		  "%d layer%s, %d quantized; BatchNorm %s; spread = largest / smallest "
-		  "per-channel weight range; * = the activation range in use",
-		  m->nlayers, m->nlayers == 1 ? "" : "s", nquant, bn);
+	          "%d layer%s, %d quantized; BatchNorm %s; spread = largest / smallest "
+	          "per-channel weight range; * = the activation range in use",
+	          m->nlayers, m->nlayers == 1 ? "" : "s", nquant, bn);
 	cJSON_AddBoolToObject(ctx->json, "folded", m->folded);
 	cJSON_AddBoolToObject(ctx->json, "has_stats", m->has_stats);
 	cJSON_AddNumberToObject(ctx->json, "quantized", nquant);
@@ -169,12 +169,12 @@ static enum cmd_retval cmd_layers_exec(struct cmd_ctx *ctx, struct args *a)
 }
 
 const struct cmd_entry cmd_layers_entry = {
-	.name = "layers",
-	.alias = NULL,
-	.usage = "layers",
-	.args = {NULL, 0, 0},
-	.summary = "the layer table: weights, range spread, activation ranges, bits, steps",
-	.exec = cmd_layers_exec,
+    .name = "layers",
+    .alias = NULL,
+    .usage = "layers",
+    .args = {NULL, 0, 0},
+    .summary = "the layer table: weights, range spread, activation ranges, bits, steps",
+    .exec = cmd_layers_exec,
 };
 
 /* --- info ------------------------------------------------------------------- */
@@ -217,32 +217,32 @@ static void info_structure(struct cmd_ctx *ctx, const struct dfq_model *m, int l
 	cmd_print(ctx, "layer %d: %s (node '%s')", li, mc_layer_name(m, li), L->name);
 	if (L->op == DFQ_OP_CONV)
 		cmd_print(
-			ctx, "  %-11s %s, group %lld%s, %lld -> %lld channels, %lld-element kernel",
-			"op", layer_op(L), (long long)L->group, L->depthwise ? " (depthwise)" : "",
-			(long long)L->cin, (long long)L->cout, (long long)L->ksize);
+		    ctx, "  %-11s %s, group %lld%s, %lld -> %lld channels, %lld-element kernel",
+		    "op", layer_op(L), (long long)L->group, L->depthwise ? " (depthwise)" : "",
+		    (long long)L->cin, (long long)L->cout, (long long)L->ksize);
 	else
 		cmd_print(ctx, "  %-11s %s, %lld -> %lld features", "op", layer_op(L),
-			  (long long)L->cin, (long long)L->cout);
+		          (long long)L->cin, (long long)L->cout);
 	cmd_print(ctx, "  %-11s '%s' %s (%lld values)", "weight", g->values[L->w_vi].name,
-		  dims_str(w, shape, sizeof shape), (long long)w->numel);
+	          dims_str(w, shape, sizeof shape), (long long)w->numel);
 	if (L->b_vi >= 0)
 		cmd_print(ctx, "  %-11s '%s' (%lld values)", "bias", g->values[L->b_vi].name,
-			  (long long)g->values[L->b_vi].init->numel);
+		          (long long)g->values[L->b_vi].init->numel);
 	else
 		cmd_print(ctx, "  %-11s none", "bias");
 	cmd_print(ctx, "  %-11s '%s' -> '%s'", "tensors", g->values[L->in_vi].name,
-		  g->values[L->out_vi].name);
+	          g->values[L->out_vi].name);
 	if (L->act_node >= 0)
 		cmd_print(ctx, "  %-11s %s (node '%s')", "activation", dfq_act_name(L->act),
-			  g->nodes[L->act_node].name);
+		          g->nodes[L->act_node].name);
 	else
 		cmd_print(ctx, "  %-11s none", "activation");
 	if (L->bn_node >= 0)
 		cmd_print(ctx, "  %-11s node '%s', not folded yet", "BatchNorm",
-			  g->nodes[L->bn_node].name);
+		          g->nodes[L->bn_node].name);
 	else
 		cmd_print(ctx, "  %-11s %s", "BatchNorm",
-			  (L->steps & DFQ_STEP_FOLD) ? "folded into the weights" : "none");
+		          (L->steps & DFQ_STEP_FOLD) ? "folded into the weights" : "none");
 	if (L->has_stats && L->gamma && L->beta) {
 		char gr[64], br[64];
 		array_range(L->gamma, L->cout, gr, sizeof gr);
@@ -272,14 +272,14 @@ static void info_structure(struct cmd_ctx *ctx, const struct dfq_model *m, int l
 }
 
 static void info_weights(struct cmd_ctx *ctx, const struct dfq_model *m, int li,
-			 const struct dfq_layer_info *inf)
+                         const struct dfq_layer_info *inf)
 {
 	const struct dfq_layer *L = &m->layers[li];
 	char a[24], b[24], c[24], d[24], e[24];
 	cmd_print(ctx, "  %-11s min %s, max %s; per-channel range %s .. %s (spread %s)", "W",
-		  mc_num(inf->wmin, a, sizeof a), mc_num(inf->wmax, b, sizeof b),
-		  mc_num(inf->rmin, c, sizeof c), mc_num(inf->rmax, d, sizeof d),
-		  mc_num(inf->spread, e, sizeof e));
+	          mc_num(inf->wmin, a, sizeof a), mc_num(inf->wmax, b, sizeof b),
+	          mc_num(inf->rmin, c, sizeof c), mc_num(inf->rmax, d, sizeof d),
+	          mc_num(inf->spread, e, sizeof e));
 	float *lo = malloc(sizeof *lo * (size_t)(L->cout ? L->cout : 1));
 	float *hi = malloc(sizeof *hi * (size_t)(L->cout ? L->cout : 1));
 	struct dfq_error err;
@@ -290,10 +290,10 @@ static void info_weights(struct cmd_ctx *ctx, const struct dfq_model *m, int li,
 		line[0] = '\0';
 		for (int64_t o = 0; o < show && used < sizeof line; o++)
 			used += (size_t)snprintf(line + used, sizeof line - used,
-						 "%s%lld:[%.3g, %.3g]", o ? " " : "", (long long)o,
-						 (double)lo[o], (double)hi[o]);
+			                         "%s%lld:[%.3g, %.3g]", o ? " " : "", (long long)o,
+			                         (double)lo[o], (double)hi[o]);
 		cmd_print(ctx, "  %-11s %s%s", "channels", line,
-			  show < L->cout ? " ... (all of them in --json)" : "");
+		          show < L->cout ? " ... (all of them in --json)" : "");
 		json_floats(ctx->json, "channel_min", lo, L->cout);
 		json_floats(ctx->json, "channel_max", hi, L->cout);
 	}
@@ -314,18 +314,17 @@ static void info_act(struct cmd_ctx *ctx, const struct dfq_model *m, int li)
 		return;
 	}
 	char bn[48], mm[48], gl[48], pc[48];
-	cmd_print(ctx, "  %-11s bn %s, minmax %s, global %s, percentile %s", "act range",
-		  range_str(&p->bn, false, bn, sizeof bn),
-		  range_str(&p->minmax, false, mm, sizeof mm),
-		  range_str(&p->global, false, gl, sizeof gl),
-		  range_str(&p->pct, false, pc, sizeof pc));
+	cmd_print(
+	    ctx, "  %-11s bn %s, minmax %s, global %s, percentile %s", "act range",
+	    range_str(&p->bn, false, bn, sizeof bn), range_str(&p->minmax, false, mm, sizeof mm),
+	    range_str(&p->global, false, gl, sizeof gl), range_str(&p->pct, false, pc, sizeof pc));
 	if (p->enabled)
 		cmd_print(ctx, "  %-11s A%d from %s: scale %.4g, zero point %d", "act grid",
-			  p->bits, dfq_range_src_name(p->used), (double)p->qp.scale,
-			  p->qp.zero_point);
+		          p->bits, dfq_range_src_name(p->used), (double)p->qp.scale,
+		          p->qp.zero_point);
 	else
 		cmd_print(ctx, "  %-11s float (%s)", "act grid",
-			  p->bits > 0 ? "no range known" : "not quantized");
+		          p->bits > 0 ? "no range known" : "not quantized");
 	cJSON *o = cJSON_AddObjectToObject(ctx->json, "act");
 	if (!o)
 		return;
@@ -353,7 +352,7 @@ static void info_quant(struct cmd_ctx *ctx, const struct dfq_model *m, int li)
 		mc_qconfig_str(&L->q, cfg, sizeof cfg);
 		if (dfq_model_weight_error(m, li, NULL, DFQ_QERR_SUM, NULL, &st, &err) == DFQ_OK) {
 			cmd_print(ctx, "  %-11s %s: SQNR %.2f dB, max |error| %.4g", "quantized",
-				  cfg, st.sqnr_db, st.max_abs);
+			          cfg, st.sqnr_db, st.max_abs);
 			mc_json_num(ctx->json, "sqnr_db", st.sqnr_db);
 		} else {
 			cmd_print(ctx, "  %-11s %s", "quantized", cfg);
@@ -367,7 +366,7 @@ static void info_quant(struct cmd_ctx *ctx, const struct dfq_model *m, int li)
 		double q = L->bcorr_q ? max_abs(L->bcorr_q, L->cout) : 0;
 		double f = L->bcorr_fp ? max_abs(L->bcorr_fp, L->cout) : 0;
 		cmd_print(ctx, "  %-11s max |correction| %.4g quantized, %.4g float (clipping)",
-			  "bias corr", q, f);
+		          "bias corr", q, f);
 		mc_json_num(ctx->json, "biascorr_max", q);
 		if (ctx->json && L->bcorr_q)
 			json_floats(ctx->json, "biascorr", L->bcorr_q, L->cout);
@@ -400,10 +399,10 @@ static enum cmd_retval cmd_info_exec(struct cmd_ctx *ctx, struct args *a)
 }
 
 const struct cmd_entry cmd_info_entry = {
-	.name = "info",
-	.alias = NULL,
-	.usage = "info LAYER",
-	.args = {NULL, 1, 1, ARGS_TARGET, NULL},
-	.summary = "one layer in detail: structure, weight ranges, activation ranges, quantization",
-	.exec = cmd_info_exec,
+    .name = "info",
+    .alias = NULL,
+    .usage = "info LAYER",
+    .args = {NULL, 1, 1, ARGS_TARGET, NULL},
+    .summary = "one layer in detail: structure, weight ranges, activation ranges, quantization",
+    .exec = cmd_info_exec,
 };

@@ -20,23 +20,23 @@ struct quant_arg {
 };
 
 static dfq_status quantize_fn(struct dfq_model *m, void *arg, struct dfq_step_report *rep,
-			      struct dfq_error *err)
+                              struct dfq_error *err)
 {
 	struct quant_arg *q = arg;
 	return dfq_model_quantize(m, q->sel, &q->q, rep, err);
 }
 
 static bool quantize_row(const struct dfq_model *m, const struct dfq_step_row *r, char *buf,
-			 size_t len)
+                         size_t len)
 {
 	char a[24], b[24], c[24];
 	if (isnan(r->before))
 		snprintf(buf, len, "SQNR %s dB, max |err| %s", mc_num(r->after, a, sizeof a),
-			 mc_num(r->extra, c, sizeof c));
+		         mc_num(r->extra, c, sizeof c));
 	else
 		snprintf(buf, len, "SQNR %s dB (was %s), max |err| %s",
-			 mc_num(r->after, a, sizeof a), mc_num(r->before, b, sizeof b),
-			 mc_num(r->extra, c, sizeof c));
+		         mc_num(r->after, a, sizeof a), mc_num(r->before, b, sizeof b),
+		         mc_num(r->extra, c, sizeof c));
 	return false;
 }
 
@@ -52,16 +52,16 @@ static bool bits_flag(struct cmd_ctx *ctx, const struct args *a, const char *nam
 		ok = ok && (n == 0 || n == 8 || n == 16 || n == 32);
 	else
 		ok = ok && ((n >= DFQ_QBITS_MIN && n <= DFQ_QBITS_MAX) ||
-			    (n == 0 && strcmp(name, "abits") == 0));
+		            (n == 0 && strcmp(name, "abits") == 0));
 	if (!ok) {
 		if (strcmp(name, "bbits") == 0)
 			cmd_fail(ctx, "--bbits must be 0 (float), 8, 16 or 32, not '%s'", v);
 		else if (strcmp(name, "abits") == 0)
 			cmd_fail(ctx, "--abits must be from %d to %d (or 0: float), not '%s'",
-				 DFQ_QBITS_MIN, DFQ_QBITS_MAX, v);
+			         DFQ_QBITS_MIN, DFQ_QBITS_MAX, v);
 		else
 			cmd_fail(ctx, "--%s must be from %d to %d, not '%s'", name, DFQ_QBITS_MIN,
-				 DFQ_QBITS_MAX, v);
+			         DFQ_QBITS_MAX, v);
 		return false;
 	}
 	*out = (int)n;
@@ -132,17 +132,17 @@ static const struct args_flag quantize_flags[] = {
 /* clang-format on */
 
 const struct cmd_entry cmd_quantize_entry = {
-	.name = "quantize",
-	.alias = NULL,
-	.usage = "quantize LAYER...|all [--wbits N] [--abits N] [--bbits N] "
-		 "[--per-channel|--per-tensor] [--sym|--asym]",
-	.args = {quantize_flags, 1, -1, ARGS_TARGET, NULL},
-	.summary = "fake-quantize the weights (and output activations) of layers",
-	.exec = cmd_quantize_exec,
+    .name = "quantize",
+    .alias = NULL,
+    .usage = "quantize LAYER...|all [--wbits N] [--abits N] [--bbits N] "
+             "[--per-channel|--per-tensor] [--sym|--asym]",
+    .args = {quantize_flags, 1, -1, ARGS_TARGET, NULL},
+    .summary = "fake-quantize the weights (and output activations) of layers",
+    .exec = cmd_quantize_exec,
 };
 
 static dfq_status dequantize_fn(struct dfq_model *m, void *arg, struct dfq_step_report *rep,
-				struct dfq_error *err)
+                                struct dfq_error *err)
 {
 	return dfq_model_dequantize(m, arg, rep, err);
 }
@@ -169,12 +169,12 @@ static enum cmd_retval cmd_dequantize_exec(struct cmd_ctx *ctx, struct args *a)
 }
 
 const struct cmd_entry cmd_dequantize_entry = {
-	.name = "dequantize",
-	.alias = NULL,
-	.usage = "dequantize [LAYER...|all]",
-	.args = {NULL, 0, -1, ARGS_TARGET, NULL},
-	.summary = "back to float weights and activations for layers (default: all)",
-	.exec = cmd_dequantize_exec,
+    .name = "dequantize",
+    .alias = NULL,
+    .usage = "dequantize [LAYER...|all]",
+    .args = {NULL, 0, -1, ARGS_TARGET, NULL},
+    .summary = "back to float weights and activations for layers (default: all)",
+    .exec = cmd_dequantize_exec,
 };
 
 /* --- the calibration slice --------------------------------------------------------- */
@@ -211,7 +211,7 @@ static bool calib_open(struct cmd_ctx *ctx, const struct args *a, struct calib *
 	const struct dfq_graph *g = s->model->g;
 	if (g->ninputs != 1)
 		return cmd_fail(ctx, "data passes need a model with one input; this one has %d",
-				g->ninputs),
+		                g->ninputs),
 		       false;
 	struct dfq_error err;
 	const struct dfq_value *in = &g->values[g->inputs[0]];
@@ -220,7 +220,7 @@ static bool calib_open(struct cmd_ctx *ctx, const struct args *a, struct calib *
 	int64_t avail = dfq_data_count(s->data, DFQ_SPLIT_CALIB);
 	if (avail <= 0)
 		return cmd_fail(ctx,
-				"the data set has no calibration slice (see 'data ... --calib N')"),
+		                "the data set has no calibration slice (see 'data ... --calib N')"),
 		       false;
 	long n = (long)avail;
 	if (a && !mc_flag_long(ctx, a, "n", 1, (long)avail, &n))
@@ -230,7 +230,7 @@ static bool calib_open(struct cmd_ctx *ctx, const struct args *a, struct calib *
 	c->batch = s->set.batch > 0 ? s->set.batch : 64;
 	c->nbatches = (c->n + c->batch - 1) / c->batch;
 	c->cache =
-		c->n * dfq_data_sample_numel(s->data) * (int64_t)sizeof(float) <= CALIB_CACHE_BYTES;
+	    c->n * dfq_data_sample_numel(s->data) * (int64_t)sizeof(float) <= CALIB_CACHE_BYTES;
 	c->held = calloc((size_t)(c->cache ? c->nbatches : 1), sizeof *c->held);
 	if (!c->held)
 		return cmd_fail(ctx, "out of memory"), false;
@@ -238,7 +238,7 @@ static bool calib_open(struct cmd_ctx *ctx, const struct args *a, struct calib *
 }
 
 static dfq_status calib_get(struct calib *c, int64_t index, const struct dfq_tensor **x,
-			    struct dfq_error *err)
+                            struct dfq_error *err)
 {
 	*x = NULL;
 	if (index < 0 || index >= c->nbatches)
@@ -264,7 +264,7 @@ static dfq_status calib_get(struct calib *c, int64_t index, const struct dfq_ten
 }
 
 static dfq_status calib_next(void *user, int64_t index, const struct dfq_tensor **x,
-			     struct dfq_error *err)
+                             struct dfq_error *err)
 {
 	return calib_get(user, index, x, err);
 }
@@ -272,7 +272,7 @@ static dfq_status calib_next(void *user, int64_t index, const struct dfq_tensor 
 /* --- measure ---------------------------------------------------------------------- */
 
 static const char *point_label(const struct dfq_model *m, const struct dfq_apoint *p, char *buf,
-			       size_t len)
+                               size_t len)
 {
 	if (p->kind == DFQ_APOINT_LAYER)
 		snprintf(buf, len, "%s", mc_layer_name(m, p->layer));
@@ -332,7 +332,7 @@ static void print_points(struct cmd_ctx *ctx, const struct dfq_model *m, bool da
 	cJSON *arr = cJSON_AddArrayToObject(ctx->json, "points");
 	if (data)
 		cmd_print(ctx, "  %-6s  %-*s  %-22s  %-22s  %-22s", "kind", w, "tensor", "minmax",
-			  "global", "percentile");
+		          "global", "percentile");
 	else
 		cmd_print(ctx, "  %-6s  %-*s  %-22s  %s", "kind", w, "tensor", "bn range", "used");
 	for (int i = 0; i < m->npoints; i++) {
@@ -344,7 +344,7 @@ static void print_points(struct cmd_ctx *ctx, const struct dfq_model *m, bool da
 			range_text(&p->global, r2, sizeof r2);
 			range_text(&p->pct, r3, sizeof r3);
 			cmd_print(ctx, "  %-6s  %-*.*s  %-22s  %-22s  %-22s",
-				  dfq_apoint_kind_name(p->kind), w, w, b, r1, r2, r3);
+			          dfq_apoint_kind_name(p->kind), w, w, b, r1, r2, r3);
 		} else {
 			range_text(&p->bn, r1, sizeof r1);
 			/* An input has no BN range; its given one (from the data
@@ -355,7 +355,7 @@ static void print_points(struct cmd_ctx *ctx, const struct dfq_model *m, bool da
 				range_text(&p->given, r2 + 1, sizeof r2 - 1);
 			}
 			cmd_print(ctx, "  %-6s  %-*.*s  %-22s  %s%s", dfq_apoint_kind_name(p->kind),
-				  w, w, b, r1, dfq_range_src_name(p->used), r2);
+			          w, w, b, r1, dfq_range_src_name(p->used), r2);
 		}
 		if (arr)
 			point_json(arr, m, i);
@@ -378,7 +378,7 @@ static enum cmd_retval measure_bn(struct cmd_ctx *ctx, struct dfq_model *m)
 }
 
 bool mc_measure_data(struct cmd_ctx *ctx, struct dfq_model *m, const struct args *a,
-		     int64_t *samples)
+                     int64_t *samples)
 {
 	struct calib c;
 	struct dfq_error err;
@@ -416,10 +416,10 @@ static enum cmd_retval measure_data(struct cmd_ctx *ctx, struct dfq_model *m, co
 		return CMD_RETURN_ERROR;
 	print_points(ctx, m, true);
 	cmd_print(ctx, "measured %d activation tensors on %lld calibration samples", m->npoints,
-		  (long long)n);
+	          (long long)n);
 	if (m->range_src == DFQ_RANGE_BN && m->has_stats)
 		cmd_print(ctx, "note: act-range is bn, so quantization keeps the BN ranges where "
-			       "there are any; 'set act-range minmax' uses these");
+		               "there are any; 'set act-range minmax' uses these");
 	cJSON_AddNumberToObject(ctx->json, "samples", (double)n);
 	cJSON_AddStringToObject(ctx->json, "act_range", dfq_range_src_name(m->range_src));
 	return CMD_RETURN_NORMAL;
@@ -443,50 +443,50 @@ static enum cmd_retval cmd_measure_exec(struct cmd_ctx *ctx, struct args *a)
 }
 
 static const struct args_flag n_flags[] = {
-	{"n", true, NULL},
-	{NULL, false, NULL},
+    {"n", true, NULL},
+    {NULL, false, NULL},
 };
 
 static const char *const measure_words[] = {"bn", "data", NULL};
 
 const struct cmd_entry cmd_measure_entry = {
-	.name = "measure",
-	.alias = NULL,
-	.usage = "measure [bn|data] [--n N]",
-	.args = {n_flags, 0, 1, ARGS_CHOICE, measure_words},
-	.summary = "activation ranges (QuantMeasure): data-free from BatchNorm, or from data",
-	.exec = cmd_measure_exec,
+    .name = "measure",
+    .alias = NULL,
+    .usage = "measure [bn|data] [--n N]",
+    .args = {n_flags, 0, 1, ARGS_CHOICE, measure_words},
+    .summary = "activation ranges (QuantMeasure): data-free from BatchNorm, or from data",
+    .exec = cmd_measure_exec,
 };
 
 /* --- biascorr -------------------------------------------------------------------- */
 
 static dfq_status biascorr_fn(struct dfq_model *m, void *arg, struct dfq_step_report *rep,
-			      struct dfq_error *err)
+                              struct dfq_error *err)
 {
 	return dfq_model_biascorr_analytic(m, arg, rep, err);
 }
 
 static bool biascorr_row(const struct dfq_model *m, const struct dfq_step_row *r, char *buf,
-			 size_t len)
+                         size_t len)
 {
 	char a[24], b[24], c[24];
 	snprintf(buf, len, "expected error %s -> %s (max correction %s)",
-		 mc_num(r->before, a, sizeof a), mc_num_small(r->after, r->before, b, sizeof b),
-		 mc_num(r->extra, c, sizeof c));
+	         mc_num(r->before, a, sizeof a), mc_num_small(r->after, r->before, b, sizeof b),
+	         mc_num(r->extra, c, sizeof c));
 	return true;
 }
 
 static bool biascorr_emp_row(const struct dfq_model *m, const struct dfq_step_row *r, char *buf,
-			     size_t len)
+                             size_t len)
 {
 	char a[24], b[24];
 	snprintf(buf, len, "mean error %s, correction %s", mc_num(r->before, a, sizeof a),
-		 mc_num(r->after, b, sizeof b));
+	         mc_num(r->after, b, sizeof b));
 	return true;
 }
 
 static enum cmd_retval biascorr_empirical(struct cmd_ctx *ctx, struct dfq_model *m, const bool *sel,
-					  const struct args *a)
+                                          const struct args *a)
 {
 	struct calib c;
 	struct dfq_error err;
@@ -499,14 +499,14 @@ static enum cmd_retval biascorr_empirical(struct cmd_ctx *ctx, struct dfq_model 
 	struct dfq_step_report rep;
 	dfq_step_report_init(&rep);
 	cli_interrupt_catch(true);
-	dfq_status st = ex ? dfq_model_biascorr_empirical(m, ex, sel, calib_next, &c, &rep, &err)
-			   : err.status;
+	dfq_status st =
+	    ex ? dfq_model_biascorr_empirical(m, ex, sel, calib_next, &c, &rep, &err) : err.status;
 	cli_interrupt_catch(false);
 	bool stopped = c.interrupted;
 	calib_free(&c);
 	if (st != DFQ_OK)
 		return cmd_fail(ctx, "%s",
-				stopped ? "biascorr interrupted; nothing changed" : err.msg);
+		                stopped ? "biascorr interrupted; nothing changed" : err.msg);
 	session_model_changed(ctx->s);
 	static const struct mc_row_keys keys = {"mean_err", "correction", NULL, NULL, "samples"};
 	mc_print_report(ctx, m, &rep, biascorr_emp_row, &keys);
@@ -523,7 +523,7 @@ static enum cmd_retval cmd_biascorr_exec(struct cmd_ctx *ctx, struct args *a)
 		return CMD_RETURN_ERROR;
 	if (args_get(a, "n") && !args_has(a, "empirical"))
 		return cmd_fail(ctx,
-				"--n goes with --empirical (analytic correction reads no data)");
+		                "--n goes with --empirical (analytic correction reads no data)");
 	bool *sel = mc_targets(ctx, m, a->npos, a->pos);
 	if (!sel)
 		return CMD_RETURN_ERROR;
@@ -539,7 +539,7 @@ static enum cmd_retval cmd_biascorr_exec(struct cmd_ctx *ctx, struct args *a)
 	if (rv != CMD_RETURN_NORMAL)
 		return rv;
 	static const struct mc_row_keys keys = {"err_before", "err_after", NULL, NULL,
-						"max_correction"};
+	                                        "max_correction"};
 	mc_print_report(ctx, ctx->s->model, &rep, biascorr_row, &keys);
 	cJSON_AddBoolToObject(ctx->json, "empirical", false);
 	cJSON_AddBoolToObject(ctx->json, "has_stats", rep.has_stats);
@@ -548,18 +548,18 @@ static enum cmd_retval cmd_biascorr_exec(struct cmd_ctx *ctx, struct args *a)
 }
 
 static const struct args_flag biascorr_flags[] = {
-	{"empirical", false, NULL},
-	{"n", true, NULL},
-	{NULL, false, NULL},
+    {"empirical", false, NULL},
+    {"n", true, NULL},
+    {NULL, false, NULL},
 };
 
 const struct cmd_entry cmd_biascorr_entry = {
-	.name = "biascorr",
-	.alias = NULL,
-	.usage = "biascorr LAYER...|all [--empirical [--n N]]",
-	.args = {biascorr_flags, 1, -1, ARGS_TARGET, NULL},
-	.summary = "bias correction: analytic from BN statistics, or empirical from data",
-	.exec = cmd_biascorr_exec,
+    .name = "biascorr",
+    .alias = NULL,
+    .usage = "biascorr LAYER...|all [--empirical [--n N]]",
+    .args = {biascorr_flags, 1, -1, ARGS_TARGET, NULL},
+    .summary = "bias correction: analytic from BN statistics, or empirical from data",
+    .exec = cmd_biascorr_exec,
 };
 
 /* --- error ------------------------------------------------------------------------ */
@@ -574,17 +574,17 @@ static void print_values(struct cmd_ctx *ctx, const struct dfq_tensor *t, int64_
 	int64_t n = t->numel < max ? t->numel : max;
 	for (int64_t i = 0; i < n && used < sizeof line; i++)
 		used += (size_t)snprintf(line + used, sizeof line - used, "%s%.4g", i ? " " : "",
-					 (double)x[i]);
+		                         (double)x[i]);
 	if (n < t->numel)
 		cmd_print(ctx,
-			  "  %s ... (%lld values in all; --out FILE.npy or --json for every one)",
-			  line, (long long)t->numel);
+		          "  %s ... (%lld values in all; --out FILE.npy or --json for every one)",
+		          line, (long long)t->numel);
 	else
 		cmd_print(ctx, "  %s", line);
 }
 
 static void error_json(struct cmd_ctx *ctx, const struct dfq_tensor *t,
-		       const struct dfq_qerr_stats *st)
+                       const struct dfq_qerr_stats *st)
 {
 	cJSON *j = ctx->json;
 	if (!j)
@@ -639,11 +639,11 @@ static enum cmd_retval cmd_error_exec(struct cmd_ctx *ctx, struct args *a)
 	dfq_tensor_shape(eps, &sh);
 	mc_qconfig_str(L->quantized ? &L->q : &q, cfg, sizeof cfg);
 	cmd_print(ctx, "%s: %s%s", mc_layer_name(m, li), cfg,
-		  L->quantized ? "" : " (not quantized: the error it would have)");
+	          L->quantized ? "" : " (not quantized: the error it would have)");
 	cmd_print(ctx, "  SQNR %.2f dB, max |err| %.4g, mean |err| %.4g, mean err %.4g, rms %.4g",
-		  st.sqnr_db, st.max_abs, st.mean_abs, st.mean, st.rms);
+	          st.sqnr_db, st.max_abs, st.mean_abs, st.mean, st.rms);
 	cmd_print(ctx, "  reduce %s: %s", dfq_qerr_reduce_name(red),
-		  dfq_shape_str(&sh, shape, sizeof shape));
+	          dfq_shape_str(&sh, shape, sizeof shape));
 	print_values(ctx, eps, 16);
 	cJSON_AddNumberToObject(ctx->json, "layer", li);
 	cJSON_AddStringToObject(ctx->json, "name", mc_layer_name(m, li));
@@ -664,16 +664,16 @@ static enum cmd_retval cmd_error_exec(struct cmd_ctx *ctx, struct args *a)
 static const char *const reduce_words[] = {"none", "sum", "mean", "channel", "spatial", NULL};
 
 static const struct args_flag error_flags[] = {
-	{"reduce", true, reduce_words},
-	{"out", true, NULL},
-	{NULL, false, NULL},
+    {"reduce", true, reduce_words},
+    {"out", true, NULL},
+    {NULL, false, NULL},
 };
 
 const struct cmd_entry cmd_error_entry = {
-	.name = "error",
-	.alias = NULL,
-	.usage = "error LAYER [--reduce none|sum|mean|channel|spatial] [--out FILE.npy]",
-	.args = {error_flags, 1, 1, ARGS_TARGET, NULL},
-	.summary = "weight quantization error of a layer: SQNR, max, mean, per channel",
-	.exec = cmd_error_exec,
+    .name = "error",
+    .alias = NULL,
+    .usage = "error LAYER [--reduce none|sum|mean|channel|spatial] [--out FILE.npy]",
+    .args = {error_flags, 1, 1, ARGS_TARGET, NULL},
+    .summary = "weight quantization error of a layer: SQNR, max, mean, per channel",
+    .exec = cmd_error_exec,
 };

@@ -8,30 +8,12 @@
 #include "cmd.h"
 
 const struct cmd_entry *const cmd_table[] = {
-	&cmd_load_entry,
-	&cmd_infer_entry,
-	&cmd_data_entry,
-	&cmd_eval_entry,
-	&cmd_layers_entry,
-	&cmd_info_entry,
-	&cmd_fold_entry,
-	&cmd_relu6_entry,
-	&cmd_clip_entry,
-	&cmd_equalize_entry,
-	&cmd_absorb_entry,
-	&cmd_quantize_entry,
-	&cmd_dequantize_entry,
-	&cmd_measure_entry,
-	&cmd_biascorr_entry,
-	&cmd_error_entry,
-	&cmd_reset_entry,
-	&cmd_set_entry,
-	&cmd_show_entry,
-	&cmd_source_entry,
-	&cmd_echo_entry,
-	&cmd_help_entry,
-	&cmd_quit_entry,
-	NULL,
+    &cmd_load_entry,       &cmd_infer_entry,    &cmd_data_entry,     &cmd_eval_entry,
+    &cmd_layers_entry,     &cmd_info_entry,     &cmd_fold_entry,     &cmd_relu6_entry,
+    &cmd_clip_entry,       &cmd_equalize_entry, &cmd_absorb_entry,   &cmd_quantize_entry,
+    &cmd_dequantize_entry, &cmd_measure_entry,  &cmd_biascorr_entry, &cmd_error_entry,
+    &cmd_reset_entry,      &cmd_set_entry,      &cmd_show_entry,     &cmd_source_entry,
+    &cmd_echo_entry,       &cmd_help_entry,     &cmd_quit_entry,     NULL,
 };
 
 /* --- lookup ------------------------------------------------------------- */
@@ -86,8 +68,8 @@ const char *cmd_alias_list(const struct cmd_entry *e, char *buf, size_t len)
 	size_t used = 0;
 	buf[0] = '\0';
 	for (const char *const *a = e->alias; a && *a && used < len; a++)
-		used += (size_t)snprintf(buf + used, len - used, "%s%s", a == e->alias ? "" : ", ",
-					 *a);
+		used +=
+		    (size_t)snprintf(buf + used, len - used, "%s%s", a == e->alias ? "" : ", ", *a);
 	return buf;
 }
 
@@ -140,7 +122,7 @@ const struct cmd_entry *cmd_find(const char *word, char *why, size_t len)
 		nfound++;
 		if (used < sizeof list)
 			used += (size_t)snprintf(list + used, sizeof list - used, "%s%s",
-						 nfound > 1 ? ", " : "", e->name);
+			                         nfound > 1 ? ", " : "", e->name);
 	}
 	if (nfound == 1)
 		return found;
@@ -246,7 +228,7 @@ static bool split_line(const char *line, struct cmd_list *out, char *why, size_t
 			}
 			if (!*p) {
 				snprintf(why, len, "unterminated %s quote",
-					 q == '"' ? "double" : "single");
+				         q == '"' ? "double" : "single");
 				free(buf);
 				cmd_list_free(out);
 				return false;
@@ -267,8 +249,7 @@ static bool split_line(const char *line, struct cmd_list *out, char *why, size_t
 
 /* --- running ------------------------------------------------------------ */
 
-enum cmd_retval cmd_run_argv(struct session *s, int argc, char **argv, const char *file,
-			     int lineno)
+enum cmd_retval cmd_run_argv(struct session *s, int argc, char **argv, const char *file, int lineno)
 {
 	struct cmd_ctx ctx = {.s = s, .word = argv[0], .file = file, .line = lineno};
 	char why[768];
@@ -295,7 +276,7 @@ enum cmd_retval cmd_run_argv(struct session *s, int argc, char **argv, const cha
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	if (rv == CMD_RETURN_NORMAL && s->set.timing) {
 		double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
-			    (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6;
+		            (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6;
 		cmd_print(&ctx, "(%.1f ms)", ms);
 		cJSON_AddNumberToObject(ctx.json, "ms", ms);
 	}

@@ -64,7 +64,7 @@ struct cmd_entry {
 	/* Other names, NULL-terminated (NULL if none).  An exact alias wins over
 	 * a prefix: "q" is quit although quantize starts with it too. */
 	const char *const *alias;
-	const char *usage;   /* full usage line, starting with the name */
+	const char *usage; /* full usage line, starting with the name */
 	struct args_spec args;
 	const char *summary; /* one line for `help` */
 	enum cmd_retval (*exec)(struct cmd_ctx *ctx, struct args *args);
@@ -77,8 +77,8 @@ struct cmd_ctx {
 	const char *word;              /* the command word as typed */
 	const char *file;              /* script name for "FILE:LINE: ", NULL otherwise */
 	int line;
-	cJSON *json;                   /* --json: the result object being built, else NULL */
-	bool reported;                 /* an error line was printed for this command */
+	cJSON *json;   /* --json: the result object being built, else NULL */
+	bool reported; /* an error line was printed for this command */
 };
 
 /* The registry: NULL-terminated, in `help` order. */
@@ -126,7 +126,7 @@ int cmd_edit_distance(const char *a, const char *b);
 enum cmd_retval cmd_run_line(struct session *s, const char *line, const char *file, int lineno);
 /* Run one already-split command (argv[0] is the command word). */
 enum cmd_retval cmd_run_argv(struct session *s, int argc, char **argv, const char *file,
-			     int lineno);
+                             int lineno);
 /* Run newline-separated lines from a string (-c).  Returns CMD_RETURN_ERROR
  * when it stopped early because a line failed with errexit on. */
 enum cmd_retval cmd_run_string(struct session *s, const char *text);
@@ -136,8 +136,8 @@ enum cmd_retval cmd_run_stream(struct session *s, FILE *fp, const char *name);
 
 /* args.c: check argv[1..argc) against spec.  On failure returns false and
  * writes one sentence into why (ending in the usage line). */
-bool args_parse(const struct cmd_entry *entry, int argc, char **argv, struct args *out,
-		char *why, size_t len);
+bool args_parse(const struct cmd_entry *entry, int argc, char **argv, struct args *out, char *why,
+                size_t len);
 void args_free(struct args *a);
 bool args_has(const struct args *a, const char *flag);
 /* The flag's value (last one given wins), or NULL. */
@@ -148,7 +148,7 @@ void cmd_print(struct cmd_ctx *ctx, const char *fmt, ...) __attribute__((format(
 void cmd_error(struct cmd_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* cmd_error() and return CMD_RETURN_ERROR, so a failure path is one line. */
 enum cmd_retval cmd_fail(struct cmd_ctx *ctx, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 /* Print the --json result object of a finished command (one line). */
 void cmd_emit_json(struct cmd_ctx *ctx);
 

@@ -99,7 +99,7 @@ bool mc_parse_double(const char *s, double *out)
 }
 
 bool mc_flag_long(struct cmd_ctx *ctx, const struct args *a, const char *name, long lo, long hi,
-		  long *out)
+                  long *out)
 {
 	const char *v = args_get(a, name);
 	if (!v)
@@ -107,7 +107,7 @@ bool mc_flag_long(struct cmd_ctx *ctx, const struct args *a, const char *name, l
 	long n;
 	if (!mc_parse_long(v, &n) || n < lo || n > hi) {
 		cmd_fail(ctx, "--%s must be a whole number from %ld to %ld, not '%s'", name, lo, hi,
-			 v);
+		         v);
 		return false;
 	}
 	*out = n;
@@ -173,7 +173,7 @@ static void print_fold_first(struct cmd_ctx *ctx, const struct dfq_step_report *
 }
 
 enum cmd_retval mc_run_step(struct cmd_ctx *ctx, bool needs_fold, mc_step_fn fn, void *arg,
-			    struct dfq_step_report *rep)
+                            struct dfq_step_report *rep)
 {
 	struct session *s = ctx->s;
 	struct dfq_model *m = s->model;
@@ -204,7 +204,7 @@ enum cmd_retval mc_run_step(struct cmd_ctx *ctx, bool needs_fold, mc_step_fn fn,
 }
 
 static void row_json(cJSON *arr, const struct dfq_model *m, const struct dfq_step_row *row,
-		     const struct mc_row_keys *k)
+                     const struct mc_row_keys *k)
 {
 	cJSON *o = cJSON_CreateObject();
 	if (!o)
@@ -229,8 +229,8 @@ static void row_json(cJSON *arr, const struct dfq_model *m, const struct dfq_ste
 }
 
 void mc_print_report(struct cmd_ctx *ctx, const struct dfq_model *m,
-		     const struct dfq_step_report *rep, mc_row_fmt fmt,
-		     const struct mc_row_keys *keys)
+                     const struct dfq_step_report *rep, mc_row_fmt fmt,
+                     const struct mc_row_keys *keys)
 {
 	int w = mc_name_width(m);
 	cJSON *arr = cJSON_AddArrayToObject(ctx->json, "rows");
@@ -239,7 +239,7 @@ void mc_print_report(struct cmd_ctx *ctx, const struct dfq_model *m,
 		char name[160], figs[256] = "";
 		if (row->layer2 >= 0)
 			snprintf(name, sizeof name, "%s -> %s", mc_layer_name(m, row->layer),
-				 mc_layer_name(m, row->layer2));
+			         mc_layer_name(m, row->layer2));
 		else
 			snprintf(name, sizeof name, "%s", mc_layer_name(m, row->layer));
 		bool note = true;
@@ -276,8 +276,8 @@ const char *mc_qconfig_str(const struct dfq_qconfig *q, char *buf, size_t len)
 	if (q->bbits == 8 || q->bbits == 16)
 		snprintf(b, sizeof b, " B%d", q->bbits);
 	snprintf(buf, len, "W%d %s%s %s %s", q->wbits, a, b,
-		 q->scheme == DFQ_QSCHEME_SYM ? "sym" : "asym",
-		 q->per_channel ? "per-channel" : "per-tensor");
+	         q->scheme == DFQ_QSCHEME_SYM ? "sym" : "asym",
+	         q->per_channel ? "per-channel" : "per-tensor");
 	return buf;
 }
 
@@ -349,35 +349,35 @@ static bool eval_ranges(struct cmd_ctx *ctx, struct dfq_model *m)
 	if (c.nen < c.nbits && c.nmeasured == 0 && !m->has_stats && ctx->s->data) {
 		int64_t n;
 		cmd_print(ctx,
-			  "ranges %d quantized activation tensors have no BN statistics "
-			  "upstream: measuring them on the calibration data first",
-			  c.nbits - c.nen);
+		          "ranges %d quantized activation tensors have no BN statistics "
+		          "upstream: measuring them on the calibration data first",
+		          c.nbits - c.nen);
 		if (!mc_measure_data(ctx, m, NULL, &n))
 			return false;
 		cmd_print(ctx, "       measured %d activation tensors on %lld calibration samples",
-			  m->npoints, (long long)n);
+		          m->npoints, (long long)n);
 		count_ranges(m, &c);
 	}
 	const char *input = c.ngiven ? ", the input from the data normalisation" : "";
 	if (c.ndata == 0)
 		cmd_print(ctx,
-			  "ranges data-free, from BatchNorm statistics (n-std %g): %d of %d "
-			  "quantized activation tensors%s",
-			  m->n_sigma, c.nbn, c.nbits, input);
+		          "ranges data-free, from BatchNorm statistics (n-std %g): %d of %d "
+		          "quantized activation tensors%s",
+		          m->n_sigma, c.nbn, c.nbits, input);
 	else
 		cmd_print(ctx,
-			  "ranges %d of %d quantized activation tensors from BatchNorm, %d "
-			  "from data (%s)%s",
-			  c.nbn, c.nbits, c.ndata, dfq_range_src_name(c.data_src), input);
+		          "ranges %d of %d quantized activation tensors from BatchNorm, %d "
+		          "from data (%s)%s",
+		          c.nbn, c.nbits, c.ndata, dfq_range_src_name(c.data_src), input);
 	if (c.nen < c.nbits)
 		cmd_print(ctx,
-			  "       %d activation tensor%s without a range stay%s float ('measure "
-			  "data' gives them one)",
-			  c.nbits - c.nen, c.nbits - c.nen == 1 ? "" : "s",
-			  c.nbits - c.nen == 1 ? "s" : "");
+		          "       %d activation tensor%s without a range stay%s float ('measure "
+		          "data' gives them one)",
+		          c.nbits - c.nen, c.nbits - c.nen == 1 ? "" : "s",
+		          c.nbits - c.nen == 1 ? "s" : "");
 	if (m->data_stale && c.ndata > 0)
 		cmd_print(ctx, "       warning: the data ranges predate the last step; 'measure "
-			       "data' again");
+		               "data' again");
 	return true;
 }
 
@@ -407,7 +407,7 @@ int mc_eval_prepare(struct cmd_ctx *ctx, struct dfq_exec *ex)
 		quant_summary(m, what, sizeof what);
 	else
 		snprintf(what, sizeof what, "%s",
-			 session_model_pristine(s) ? "as loaded" : "after the steps applied");
+		         session_model_pristine(s) ? "as loaded" : "after the steps applied");
 	cmd_print(ctx, "model  %s: %s", mode == DFQ_RUN_QUANT ? "fake-quant" : "FP32", what);
 	if (mode == DFQ_RUN_QUANT && !eval_ranges(ctx, m))
 		return -1;
@@ -419,7 +419,7 @@ int mc_eval_prepare(struct cmd_ctx *ctx, struct dfq_exec *ex)
 
 /* "vs FP32  -1.23 (91.20%)" when mark was measured on the same samples. */
 static void delta_line(struct cmd_ctx *ctx, const char *label, const char *key,
-		       const struct eval_mark *mark, int64_t n, double top1)
+                       const struct eval_mark *mark, int64_t n, double top1)
 {
 	if (!mark->valid || mark->n != n) {
 		cJSON_AddNullToObject(ctx->json, key);

@@ -29,7 +29,7 @@ bool mc_parse_double(const char *s, double *out);
 /* The value of --name as a whole number in [lo, hi], or the default when the
  * flag is absent; false after reporting a bad value. */
 bool mc_flag_long(struct cmd_ctx *ctx, const struct args *a, const char *name, long lo, long hi,
-		  long *out);
+                  long *out);
 
 /* "%.4g", "-" for NaN, "inf"/"-inf" (buf of at least 24 bytes); returns buf. */
 const char *mc_num(double x, char *buf, size_t len);
@@ -45,14 +45,14 @@ void mc_json_range(cJSON *obj, const char *key, bool valid, double lo, double hi
 
 /* A DFQ step on a model, with its argument. */
 typedef dfq_status (*mc_step_fn)(struct dfq_model *m, void *arg, struct dfq_step_report *rep,
-				 struct dfq_error *err);
+                                 struct dfq_error *err);
 
 /* Run fn on the session's model and fill rep.  With needs_fold, BatchNorm
  * is folded first when it is not yet (printed as a step of its own); that
  * happens on a copy of the model which replaces the session's only when fn
  * succeeds too, so a failing command leaves the session as it was. */
 enum cmd_retval mc_run_step(struct cmd_ctx *ctx, bool needs_fold, mc_step_fn fn, void *arg,
-			    struct dfq_step_report *rep);
+                            struct dfq_step_report *rep);
 
 /* Keys naming a report's row figures in JSON (NULL: not written). */
 struct mc_row_keys {
@@ -64,10 +64,10 @@ struct mc_row_keys {
  * "  NAME[ -> NAME2]  figures  note", then the summary.  JSON: "summary",
  * "changed", "skipped" and "rows" with the figures under keys. */
 typedef bool (*mc_row_fmt)(const struct dfq_model *m, const struct dfq_step_row *row, char *buf,
-			   size_t len);
+                           size_t len);
 void mc_print_report(struct cmd_ctx *ctx, const struct dfq_model *m,
-		     const struct dfq_step_report *rep, mc_row_fmt fmt,
-		     const struct mc_row_keys *keys);
+                     const struct dfq_step_report *rep, mc_row_fmt fmt,
+                     const struct mc_row_keys *keys);
 
 /* The session's quantization configuration from its settings. */
 void mc_session_qconfig(const struct session *s, struct dfq_qconfig *q);
@@ -78,7 +78,7 @@ const char *mc_qconfig_str(const struct dfq_qconfig *q, char *buf, size_t len);
  * session's data (all of it, or --n of a; a may be NULL); *samples gets the
  * count.  False after reporting an error (the data ranges are then cleared). */
 bool mc_measure_data(struct cmd_ctx *ctx, struct dfq_model *m, const struct args *a,
-		     int64_t *samples);
+                     int64_t *samples);
 
 /* eval, before running: say how the model stands (FP32 or fake-quant and
  * with which activation ranges) and prepare ex for that mode.  Returns the

@@ -11,19 +11,19 @@
 #include "dfq/dfq_eval.h"
 
 const struct setting_def session_settings[] = {
-	{"threads", SETTING_INT, "kernel threads (0 = all CPUs)"},
-	{"fast", SETTING_BOOL, "fast kernels (off = scalar reference kernels)"},
-	{"errexit", SETTING_BOOL, "stop a script at the first failing line"},
-	{"batch", SETTING_INT, "samples per run in eval (1 to 4096)"},
-	{"wbits", SETTING_INT, "quantize: weight bits (2 to 16)"},
-	{"abits", SETTING_INT, "quantize: activation bits (2 to 16, 0 = float)"},
-	{"bbits", SETTING_INT, "quantize: bias bits (0 = float, 8, 16, 32 = INT32 as float)"},
-	{"scheme", SETTING_CHOICE, "grids: asym (zero point) or sym; equalize ranges too"},
-	{"granularity", SETTING_CHOICE, "weight grids: tensor or channel (per output channel)"},
-	{"act-range", SETTING_CHOICE, "activation ranges: bn, minmax, global or percentile"},
-	{"n-std", SETTING_FLOAT, "data-free ranges: beta +- n-std * |gamma|"},
-	{"timing", SETTING_BOOL, "print each command's time (\"ms\" in --json) and eval's speed"},
-	{NULL, SETTING_INT, NULL},
+    {"threads", SETTING_INT, "kernel threads (0 = all CPUs)"},
+    {"fast", SETTING_BOOL, "fast kernels (off = scalar reference kernels)"},
+    {"errexit", SETTING_BOOL, "stop a script at the first failing line"},
+    {"batch", SETTING_INT, "samples per run in eval (1 to 4096)"},
+    {"wbits", SETTING_INT, "quantize: weight bits (2 to 16)"},
+    {"abits", SETTING_INT, "quantize: activation bits (2 to 16, 0 = float)"},
+    {"bbits", SETTING_INT, "quantize: bias bits (0 = float, 8, 16, 32 = INT32 as float)"},
+    {"scheme", SETTING_CHOICE, "grids: asym (zero point) or sym; equalize ranges too"},
+    {"granularity", SETTING_CHOICE, "weight grids: tensor or channel (per output channel)"},
+    {"act-range", SETTING_CHOICE, "activation ranges: bn, minmax, global or percentile"},
+    {"n-std", SETTING_FLOAT, "data-free ranges: beta +- n-std * |gamma|"},
+    {"timing", SETTING_BOOL, "print each command's time (\"ms\" in --json) and eval's speed"},
+    {NULL, SETTING_INT, NULL},
 };
 
 void session_init(struct session *s)
@@ -62,7 +62,7 @@ void session_free(struct session *s)
 
 /* The model-side settings (range source, n-std) onto m. */
 static dfq_status apply_model_settings(const struct session *s, struct dfq_model *m,
-				       struct dfq_error *err)
+                                       struct dfq_error *err)
 {
 	dfq_status st = DFQ_OK;
 	if (m->range_src != s->set.act_range)
@@ -94,7 +94,7 @@ static bool data_input_range(const struct dfq_data *d, float *lo, float *hi)
 /* Give m's input the range of d's samples, or none when d (which may be
  * NULL) does not know it: a range kept from other data would clip these. */
 static dfq_status sync_input_range(struct dfq_model *m, const struct dfq_data *d,
-				   struct dfq_error *err)
+                                   struct dfq_error *err)
 {
 	/* Data feeds a model with one input (see cmd-data.c). */
 	if (!m || m->g->ninputs != 1)
@@ -106,7 +106,7 @@ static dfq_status sync_input_range(struct dfq_model *m, const struct dfq_data *d
 }
 
 dfq_status session_set_model(struct session *s, struct dfq_graph *g, const char *path,
-			     struct dfq_error *err)
+                             struct dfq_error *err)
 {
 	char *p = strdup(path);
 	if (!p) {
@@ -263,7 +263,7 @@ static void setting_names(char *buf, size_t len)
 	buf[0] = '\0';
 	for (int i = 0; session_settings[i].name && used < len; i++)
 		used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? ", " : "",
-					 session_settings[i].name);
+		                         session_settings[i].name);
 }
 
 /* "wbits", "abits", "bbits": the bit widths quantize accepts. */
@@ -287,13 +287,13 @@ static bool parse_bits(const char *key, const char *value, int *out, char *why, 
 		return true;
 	}
 	snprintf(why, len, "%s must be a bit width from %d to %d%s, not '%s'", key, DFQ_QBITS_MIN,
-		 DFQ_QBITS_MAX, zero_ok ? " (or 0: float)" : "", value);
+	         DFQ_QBITS_MAX, zero_ok ? " (or 0: float)" : "", value);
 	return false;
 }
 
 /* The DFQ settings; false when key is not one of them (*handled false). */
 static bool dfq_setting_set(struct session *s, const char *key, const char *value, char *why,
-			    size_t len, bool *handled)
+                            size_t len, bool *handled)
 {
 	struct dfq_error err;
 	*handled = true;
@@ -316,7 +316,7 @@ static bool dfq_setting_set(struct session *s, const char *key, const char *valu
 		bool ch = strcmp(value, "channel") == 0;
 		if (!ch && strcmp(value, "tensor") != 0) {
 			snprintf(why, len, "granularity must be tensor or channel, not '%s'",
-				 value);
+			         value);
 			return false;
 		}
 		s->set.per_channel = ch;
@@ -326,8 +326,8 @@ static bool dfq_setting_set(struct session *s, const char *key, const char *valu
 		dfq_range_src src;
 		if (dfq_range_src_parse(value, &src, &err) != DFQ_OK) {
 			snprintf(why, len,
-				 "act-range must be bn, minmax, global or percentile, not '%s'",
-				 value);
+			         "act-range must be bn, minmax, global or percentile, not '%s'",
+			         value);
 			return false;
 		}
 		if (s->model && dfq_model_set_range_source(s->model, src, &err)) {
@@ -343,7 +343,7 @@ static bool dfq_setting_set(struct session *s, const char *key, const char *valu
 		double n = strtod(value, &end);
 		if (errno || end == value || *end || !isfinite(n) || n <= 0 || n > 100) {
 			snprintf(why, len, "n-std must be a number above 0 (at most 100), not '%s'",
-				 value);
+			         value);
 			return false;
 		}
 		if (s->model && dfq_model_set_n_sigma(s->model, n, &err) != DFQ_OK) {
@@ -365,7 +365,7 @@ static bool dfq_setting_set(struct session *s, const char *key, const char *valu
 }
 
 bool session_setting_set(struct session *s, const char *key, const char *value, char *why,
-			 size_t len)
+                         size_t len)
 {
 	int i = setting_index(key);
 	bool handled;
@@ -400,7 +400,7 @@ bool session_setting_set(struct session *s, const char *key, const char *value, 
 	long n = strtol(value, &end, 10);
 	if (errno || end == value || *end || n < lo || n > hi) {
 		snprintf(why, len, "%s must be a whole number from %ld to %ld, not '%s'", key, lo,
-			 hi, value);
+		         hi, value);
 		return false;
 	}
 	if (is_batch) {
