@@ -12,6 +12,8 @@
 #include "dfq/dfq_model.h"
 #include "dfq/dfq_quant.h"
 
+#include "cmd.h"
+
 /* User-visible settings (`set KEY VALUE`, `show settings`). */
 struct settings {
 	int threads;  /* kernel threads; 0 = all online CPUs */
@@ -25,6 +27,7 @@ struct settings {
 	dfq_range_src act_range; /* where activation ranges come from */
 	double n_std;            /* data-free ranges: beta +- n_std |gamma| */
 	bool timing;             /* print each command's wall time and eval's speed */
+	bool verbose;            /* steps list every layer they touched (-v) */
 };
 
 /* An accuracy kept for the deltas `eval` prints. */
@@ -86,15 +89,28 @@ dfq_status session_set_data(struct session *s, struct dfq_data *d, struct dfq_er
 void cli_interrupt_catch(bool on);
 bool cli_interrupted(void);
 
-/* The settings table, shared by `set`, `show settings` and completion. */
+/* The step history's hooks (steps.c): the runner calls session_step_begin()
+ * before the exec of every CMD_STEP command (false: the command fails and
+ * nothing ran) and session_step_end() after it, with its outcome. */
+bool session_step_begin(struct cmd_ctx *ctx);
+void session_step_end(struct cmd_ctx *ctx, enum cmd_retval rv);
+
+/* The settings table, shared by `set`, `show settings`, `help set` and
+ * completion. */
 enum setting_type { SETTING_INT, SETTING_BOOL, SETTING_CHOICE, SETTING_FLOAT };
 struct setting_def {
 	const char *name;
 	enum setting_type type;
 	const char *help;
+	const char *const *choices; /* BOOL, CHOICE: the values (NULL-terminated) */
+	const struct num_spec *num; /* INT, FLOAT: the numbers accepted */
 };
 /* NULL-name terminated. */
 extern const struct setting_def session_settings[];
+/* The setting named key, or NULL. */
+const struct setting_def *session_setting_find(const char *key);
+/* The bit widths quantize accepts, as flags and as settings. */
+extern const struct num_spec cli_wbits_num, cli_abits_num, cli_bbits_num;
 /* Set KEY to VALUE; false with one sentence in why when either is bad. */
 bool session_setting_set(struct session *s, const char *key, const char *value, char *why,
                          size_t len);
@@ -108,6 +124,9 @@ const char *session_setting_str(const struct session *s, int i, char *buf, size_
  * the banner).  cli_info is silenced by -q and --json. */
 void cli_info(const struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The columns tables may use: the terminal's width when stdout is one, else
+ * $COLUMNS when it is set to a number, else 100. */
+int cli_output_width(void);
 
 /* repl.c: the interactive GNU Readline loop; returns when the user quits. */
 void repl_run(struct session *s);

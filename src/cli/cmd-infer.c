@@ -165,16 +165,17 @@ static void report_output(struct cmd_ctx *ctx, cJSON *arr, const char *name,
 	dfq_tensor_shape(t, &s);
 	dfq_shape_str(&s, shape, sizeof shape);
 	compute_stats(t, &st);
-	cmd_print(ctx, "output %s %s -> %s", name, shape, path);
+	cmd_result(ctx, "output %s %s -> %s", name, shape, path);
 	if (st.argmax >= 0)
 		snprintf(extra, sizeof extra, "  argmax[0] %lld", (long long)st.argmax);
 	if (st.nonfinite)
 		snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "  non-finite %lld",
 		         (long long)st.nonfinite);
 	if (t->numel > st.nonfinite)
-		cmd_print(ctx, "  min %.5g  max %.5g  mean %.5g%s", st.min, st.max, st.mean, extra);
+		cmd_result(ctx, "  min %.5g  max %.5g  mean %.5g%s", st.min, st.max, st.mean,
+		           extra);
 	else
-		cmd_print(ctx, "  (no finite values)%s", extra);
+		cmd_result(ctx, "  (no finite values)%s", extra);
 
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "name", name);
@@ -234,8 +235,6 @@ static enum cmd_retval cmd_infer_exec(struct cmd_ctx *ctx, struct args *a)
 	struct dfq_graph *g = s->graph;
 	struct dfq_error err;
 	dfq_error_clear(&err);
-	if (!g)
-		return cmd_fail(ctx, "no model loaded; use 'load MODEL.onnx' first");
 	if (a->npos != g->ninputs) {
 		char names[256];
 		names_list(g, names, sizeof names);
@@ -274,8 +273,8 @@ static enum cmd_retval cmd_infer_exec(struct cmd_ctx *ctx, struct args *a)
 }
 
 static const struct args_flag infer_flags[] = {
-    {"out", true, NULL},
-    {NULL, false, NULL},
+    {"out", true, NULL, NULL},
+    {NULL, false, NULL, NULL},
 };
 
 static const char *const infer_aliases[] = {"run", NULL};
@@ -287,4 +286,5 @@ const struct cmd_entry cmd_infer_entry = {
     .args = {infer_flags, 1, -1},
     .summary = "run the model on input files; write each output as .npy",
     .exec = cmd_infer_exec,
+    .flags = CMD_NEEDS_MODEL,
 };

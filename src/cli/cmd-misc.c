@@ -60,6 +60,11 @@ const struct cmd_entry cmd_set_entry = {
     .args = {NULL, 2, 2, ARGS_SETTING, NULL},
     .summary = "change a setting (see 'show settings')",
     .exec = cmd_set_exec,
+    .help = "  errexit applies to scripts (-x FILE, -c 'CMDS', source FILE, piped input),\n"
+            "  where every command is a unit: with errexit on (the default) a failing\n"
+            "  command stops the script (exit status 1, FILE:LINE: message); with errexit\n"
+            "  off the next command runs, after ';' on the same line or on the next line.\n"
+            "  At the prompt a failing command drops the rest of its line.",
 };
 
 static enum cmd_retval show_settings(struct cmd_ctx *ctx)
@@ -68,8 +73,8 @@ static enum cmd_retval show_settings(struct cmd_ctx *ctx)
 	for (int i = 0; session_settings[i].name; i++) {
 		const struct setting_def *d = &session_settings[i];
 		char buf[32];
-		cmd_print(ctx, "%-11s %-7s  %s", d->name,
-		          session_setting_str(ctx->s, i, buf, sizeof buf), d->help);
+		cmd_result(ctx, "%-11s %-7s  %s", d->name,
+		           session_setting_str(ctx->s, i, buf, sizeof buf), d->help);
 		add_setting_json(ctx->s, obj, d->name, i);
 	}
 	return CMD_RETURN_NORMAL;
@@ -136,7 +141,7 @@ static enum cmd_retval cmd_echo_exec(struct cmd_ctx *ctx, struct args *a)
 		                         a->pos[i]);
 	if (used >= sizeof line)
 		return cmd_fail(ctx, "echo: text longer than %zu characters", sizeof line - 1);
-	cmd_print(ctx, "%s", line);
+	cmd_result(ctx, "%s", line);
 	cJSON_AddStringToObject(ctx->json, "text", line);
 	return CMD_RETURN_NORMAL;
 }
