@@ -12,6 +12,8 @@
 #include "dfq/dfq_model.h"
 #include "dfq/dfq_quant.h"
 
+#include "cmd.h"
+
 /* User-visible settings (`set KEY VALUE`, `show settings`). */
 struct settings {
 	int threads;  /* kernel threads; 0 = all online CPUs */
@@ -19,18 +21,19 @@ struct settings {
 	bool errexit; /* a failing script line stops the script */
 	int batch;    /* samples per run in eval (and other data passes) */
 	/* DFQ defaults (quantize, equalize, QuantMeasure) */
-	int wbits, abits, bbits;  /* quantize: weights, activations (0 float), bias (0 float) */
-	dfq_qscheme scheme;       /* asym or sym grids; also equalize's range */
-	bool per_channel;         /* granularity: a weight grid per output channel */
-	dfq_range_src act_range;  /* where activation ranges come from */
-	double n_std;             /* data-free ranges: beta +- n_std |gamma| */
-	bool timing;              /* print each command's wall time and eval's speed */
+	int wbits, abits, bbits; /* quantize: weights, activations (0 float), bias (0 float) */
+	dfq_qscheme scheme;      /* asym or sym grids; also equalize's range */
+	bool per_channel;        /* granularity: a weight grid per output channel */
+	dfq_range_src act_range; /* where activation ranges come from */
+	double n_std;            /* data-free ranges: beta +- n_std |gamma| */
+	bool timing;             /* print each command's wall time and eval's speed */
+	bool verbose;            /* steps list every layer they touched (-v) */
 };
 
 /* An accuracy kept for the deltas `eval` prints. */
 struct eval_mark {
 	bool valid;
-	int64_t n;               /* samples it was measured on */
+	int64_t n; /* samples it was measured on */
 	double top1, top5;
 };
 
@@ -45,12 +48,12 @@ struct session {
 	struct dfq_exec *exec;   /* owned, created lazily by session_exec() */
 	struct dfq_data *data;   /* owned, NULL until `data SPEC` */
 	struct settings set;
-	bool json;               /* --json: one JSON object per command on stdout */
-	bool quiet;              /* -q: no informational text */
-	bool had_error;          /* some command failed (exit status 1) */
-	int depth;               /* nesting of `source` */
-	struct eval_mark fp32;   /* the model before any step (eval of the unchanged model) */
-	struct eval_mark last;   /* the previous eval */
+	bool json;             /* --json: one JSON object per command on stdout */
+	bool quiet;            /* -q: no informational text */
+	bool had_error;        /* some command failed (exit status 1) */
+	int depth;             /* nesting of `source` */
+	struct eval_mark fp32; /* the model before any step (eval of the unchanged model) */
+	struct eval_mark last; /* the previous eval */
 };
 
 #define SESSION_MAX_DEPTH 16
@@ -62,7 +65,7 @@ void session_free(struct session *s);
  * (see session_set_data), copies path, drops the executor.
  * The accuracy marks go unless path is the current model's (reset). */
 dfq_status session_set_model(struct session *s, struct dfq_graph *g, const char *path,
-			     struct dfq_error *err);
+                             struct dfq_error *err);
 /* Replace the DFQ model by m (taken; same file, e.g. a folded copy). */
 void session_replace_model(struct session *s, struct dfq_model *m);
 /* A step changed the model in place. */
@@ -86,18 +89,31 @@ dfq_status session_set_data(struct session *s, struct dfq_data *d, struct dfq_er
 void cli_interrupt_catch(bool on);
 bool cli_interrupted(void);
 
-/* The settings table, shared by `set`, `show settings` and completion. */
+/* The step history's hooks (steps.c): the runner calls session_step_begin()
+ * before the exec of every CMD_STEP command (false: the command fails and
+ * nothing ran) and session_step_end() after it, with its outcome. */
+bool session_step_begin(struct cmd_ctx *ctx);
+void session_step_end(struct cmd_ctx *ctx, enum cmd_retval rv);
+
+/* The settings table, shared by `set`, `show settings`, `help set` and
+ * completion. */
 enum setting_type { SETTING_INT, SETTING_BOOL, SETTING_CHOICE, SETTING_FLOAT };
 struct setting_def {
 	const char *name;
 	enum setting_type type;
 	const char *help;
+	const char *const *choices; /* BOOL, CHOICE: the values (NULL-terminated) */
+	const struct num_spec *num; /* INT, FLOAT: the numbers accepted */
 };
 /* NULL-name terminated. */
 extern const struct setting_def session_settings[];
+/* The setting named key, or NULL. */
+const struct setting_def *session_setting_find(const char *key);
+/* The bit widths quantize accepts, as flags and as settings. */
+extern const struct num_spec cli_wbits_num, cli_abits_num, cli_bbits_num;
 /* Set KEY to VALUE; false with one sentence in why when either is bad. */
 bool session_setting_set(struct session *s, const char *key, const char *value, char *why,
-			 size_t len);
+                         size_t len);
 /* Current value of setting i: as a number (bools are 0/1; choices their
  * index; floats rounded) and as text. */
 int session_setting_int(const struct session *s, int i);
@@ -108,6 +124,9 @@ const char *session_setting_str(const struct session *s, int i, char *buf, size_
  * the banner).  cli_info is silenced by -q and --json. */
 void cli_info(const struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The columns tables may use: the terminal's width when stdout is one, else
+ * $COLUMNS when it is set to a number, else 100. */
+int cli_output_width(void);
 
 /* repl.c: the interactive GNU Readline loop; returns when the user quits. */
 void repl_run(struct session *s);

@@ -1,5 +1,4 @@
 /* cmd-data.c - data: open an evaluation/calibration data set and describe it. */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,35 +8,21 @@
 #include "cmd.h"
 #include "dfq/dfq_data.h"
 
-/* A whole number >= lo (0 or 1) for --flag, or false with the reason printed. */
-static bool parse_count(struct cmd_ctx *ctx, const char *flag, const char *v, int64_t lo,
-			int64_t *out)
-{
-	char *end;
-	errno = 0;
-	long long n = strtoll(v, &end, 10);
-	if (errno || end == v || *end || n < lo || n > INT64_MAX / 2) {
-		cmd_error(ctx, "--%s must be a %s whole number, not '%s'", flag,
-			  lo ? "positive" : "non-negative", v);
-		return false;
-	}
-	*out = n;
-	return true;
-}
-
 /* "M" or "M,M,M" into vals (at most DFQ_DATA_MAX_CHANNELS). */
-static bool parse_floats(struct cmd_ctx *ctx, const char *flag, const char *v, float *vals,
-			 int *n)
+static bool parse_floats(struct cmd_ctx *ctx, const char *flag, const char *v, float *vals, int *n)
 {
+	static const struct num_spec real = {.lo = -INFINITY, .hi = INFINITY};
 	*n = 0;
-	const char *p = v;
-	for (;;) {
-		char *end;
-		errno = 0;
-		double x = strtod(p, &end);
-		if (errno || end == p || (*end && *end != ',') || !isfinite(x)) {
-			cmd_error(ctx, "--%s takes one number or one per channel separated by "
-				  "commas (e.g. 0.485,0.456,0.406), not '%s'", flag, v);
+	for (const char *p = v;; p++) {
+		char item[64];
+		size_t k = strcspn(p, ",");
+		double x;
+		snprintf(item, sizeof item, "%.*s", (int)k, p);
+		if (k >= sizeof item || !num_parse(item, &real, &x)) {
+			cmd_error(ctx,
+			          "--%s takes one number or one per channel separated by "
+			          "commas (e.g. 0.485,0.456,0.406), not '%s'",
+			          flag, v);
 			return false;
 		}
 		if (*n == DFQ_DATA_MAX_CHANNELS) {
@@ -45,9 +30,9 @@ static bool parse_floats(struct cmd_ctx *ctx, const char *flag, const char *v, f
 			return false;
 		}
 		vals[(*n)++] = (float)x;
-		if (!*end)
+		p += k;
+		if (!*p)
 			return true;
-		p = end + 1;
 	}
 }
 
@@ -55,10 +40,8 @@ static bool parse_opts(struct cmd_ctx *ctx, struct args *a, struct dfq_data_opts
 {
 	dfq_data_opts_default(o);
 	const char *v;
-	if ((v = args_get(a, "n")) && !parse_count(ctx, "n", v, 1, &o->n_eval))
-		return false;
-	if ((v = args_get(a, "calib")) && !parse_count(ctx, "calib", v, 0, &o->n_calib))
-		return false;
+	o->n_eval = (int64_t)args_num(a, "n", (double)o->n_eval);
+	o->n_calib = (int64_t)args_num(a, "calib", (double)o->n_calib);
 	if ((v = args_get(a, "mean")) && !parse_floats(ctx, "mean", v, o->mean, &o->nmean))
 		return false;
 	if ((v = args_get(a, "std")) && !parse_floats(ctx, "std", v, o->std, &o->nstd))
@@ -72,8 +55,8 @@ static void float_list(char *buf, size_t len, const float *v, int n)
 	size_t used = 0;
 	buf[0] = '\0';
 	for (int i = 0; i < n && used < len; i++)
-		used += (size_t)snprintf(buf + used, len - used, "%s%g", i ? "," : "",
-					 (double)v[i]);
+		used +=
+		    (size_t)snprintf(buf + used, len - used, "%s%g", i ? "," : "", (double)v[i]);
 }
 
 static void add_floats(cJSON *obj, const char *key, const float *v, int n)
@@ -89,7 +72,7 @@ static void add_floats(cJSON *obj, const char *key, const float *v, int n)
 	}
 }
 
-static void print_shape(struct cmd_ctx *ctx, const struct dfq_data_info *in)
+static void print_shape(struct cmd_ctx *ctx, const struct dfq_data_info *in, bool show)
 {
 	cJSON *arr = cJSON_AddArrayToObject(ctx->json, "shape");
 	if (in->channels > 0) {
@@ -102,22 +85,26 @@ static void print_shape(struct cmd_ctx *ctx, const struct dfq_data_info *in)
 	}
 	cJSON_AddStringToObject(ctx->json, "element", in->element);
 	if (in->from_model && in->channels > 0)
-		cmd_print(ctx, "  %-9s [%d, %lld, %lld] (the model's input: %s files resized and "
-			  "centre-cropped)", "sample", in->channels, (long long)in->height,
-			  (long long)in->width, in->element);
+		cmd_out(ctx, show,
+		        "  %-9s [%d, %lld, %lld] (the model's input: %s files resized and "
+		        "centre-cropped)",
+		        "sample", in->channels, (long long)in->height, (long long)in->width,
+		        in->element);
 	else if (in->from_model)
-		cmd_print(ctx, "  %-9s %s files, resized to the model's input once a model is "
-			  "loaded", "sample", in->element);
+		cmd_out(ctx, show,
+		        "  %-9s %s files, resized to the model's input once a model is "
+		        "loaded",
+		        "sample", in->element);
 	else
-		cmd_print(ctx, "  %-9s [%d, %lld, %lld] %s", "sample", in->channels,
-			  (long long)in->height, (long long)in->width, in->element);
+		cmd_out(ctx, show, "  %-9s [%d, %lld, %lld] %s", "sample", in->channels,
+		        (long long)in->height, (long long)in->width, in->element);
 }
 
-static void print_classes(struct cmd_ctx *ctx, const struct dfq_data_info *in)
+static void print_classes(struct cmd_ctx *ctx, const struct dfq_data_info *in, bool show)
 {
 	cJSON_AddNumberToObject(ctx->json, "classes", in->nclasses);
 	if (!in->class_names) {
-		cmd_print(ctx, "  %-9s %d", "classes", in->nclasses);
+		cmd_out(ctx, show, "  %-9s %d", "classes", in->nclasses);
 		return;
 	}
 	cJSON *arr = cJSON_AddArrayToObject(ctx->json, "class_names");
@@ -130,15 +117,15 @@ static void print_classes(struct cmd_ctx *ctx, const struct dfq_data_info *in)
 			cJSON_Delete(x);
 		if (used < sizeof line)
 			used += (size_t)snprintf(line + used, sizeof line - used, "%s%s",
-						 i ? ", " : "", in->class_names[i]);
+			                         i ? ", " : "", in->class_names[i]);
 	}
 	if (used >= sizeof line)
 		strcpy(line + sizeof line - 4, "...");
-	cmd_print(ctx, "  %-9s %d (%s)", "classes", in->nclasses, line);
+	cmd_out(ctx, show, "  %-9s %d (%s)", "classes", in->nclasses, line);
 }
 
 static cJSON *slice_json(cJSON *obj, const char *key, const char *set, int64_t first, int64_t n,
-			 const char *source)
+                         const char *source)
 {
 	cJSON *o = cJSON_AddObjectToObject(obj, key);
 	cJSON_AddStringToObject(o, "set", set);
@@ -149,29 +136,31 @@ static cJSON *slice_json(cJSON *obj, const char *key, const char *set, int64_t f
 	return o;
 }
 
-static void print_slices(struct cmd_ctx *ctx, const struct dfq_data_info *in)
+static void print_slices(struct cmd_ctx *ctx, const struct dfq_data_info *in, bool show)
 {
 	bool fm = in->kind == DFQ_DATA_FMNIST;
 	slice_json(ctx->json, "eval", in->eval_set, in->eval_first, in->eval_n, in->eval_source);
 	slice_json(ctx->json, "calib", in->calib_set, in->calib_first, in->calib_n,
-		   in->calib_source);
+	           in->calib_source);
 	if (fm)
-		cmd_print(ctx, "  %-9s first %lld of the test set", "eval", (long long)in->eval_n);
+		cmd_out(ctx, show, "  %-9s first %lld of the test set", "eval",
+		        (long long)in->eval_n);
 	else
-		cmd_print(ctx, "  %-9s first %lld (samples 0..%lld)", "eval", (long long)in->eval_n,
-			  (long long)in->eval_n - 1);
+		cmd_out(ctx, show, "  %-9s first %lld (samples 0..%lld)", "eval",
+		        (long long)in->eval_n, (long long)in->eval_n - 1);
 	if (in->calib_n == 0)
-		cmd_print(ctx, "  %-9s none", "calib");
+		cmd_out(ctx, show, "  %-9s none", "calib");
 	else if (fm)
-		cmd_print(ctx, "  %-9s first %lld of the training set (%lld samples, %s)", "calib",
-			  (long long)in->calib_n, (long long)in->calib_total, in->calib_source);
+		cmd_out(ctx, show, "  %-9s first %lld of the training set (%lld samples, %s)",
+		        "calib", (long long)in->calib_n, (long long)in->calib_total,
+		        in->calib_source);
 	else
-		cmd_print(ctx, "  %-9s last %lld (samples %lld..%lld)", "calib",
-			  (long long)in->calib_n, (long long)in->calib_first,
-			  (long long)(in->calib_first + in->calib_n - 1));
+		cmd_out(ctx, show, "  %-9s last %lld (samples %lld..%lld)", "calib",
+		        (long long)in->calib_n, (long long)in->calib_first,
+		        (long long)(in->calib_first + in->calib_n - 1));
 }
 
-static void print_norm(struct cmd_ctx *ctx, const struct dfq_data_info *in)
+static void print_norm(struct cmd_ctx *ctx, const struct dfq_data_info *in, bool show)
 {
 	char m[96], s[96];
 	float_list(m, sizeof m, in->mean, in->nnorm);
@@ -181,27 +170,29 @@ static void print_norm(struct cmd_ctx *ctx, const struct dfq_data_info *in)
 	cJSON_AddNumberToObject(ctx->json, "scale", in->eight_bit ? 1.0 / 255 : 1.0);
 	const char *x = in->eight_bit ? "x/255" : "x";
 	if (in->nnorm == 1)
-		cmd_print(ctx, "  %-9s (%s - %s) / %s", "normalise", x, m, s);
+		cmd_out(ctx, show, "  %-9s (%s - %s) / %s", "normalise", x, m, s);
 	else
-		cmd_print(ctx, "  %-9s (%s - mean) / std per channel, mean %s, std %s", "normalise",
-			  x, m, s);
+		cmd_out(ctx, show, "  %-9s (%s - mean) / std per channel, mean %s, std %s",
+		        "normalise", x, m, s);
 }
 
-static void print_summary(struct cmd_ctx *ctx, const struct dfq_data_info *in)
+/* The data set's summary; show: it is the command's result (else it is
+ * informational text, silenced by -q). */
+static void print_summary(struct cmd_ctx *ctx, const struct dfq_data_info *in, bool show)
 {
 	cJSON_AddStringToObject(ctx->json, "spec", in->spec);
 	cJSON_AddStringToObject(ctx->json, "kind", in->kind_name);
 	cJSON_AddStringToObject(ctx->json, "source", in->eval_source);
 	cJSON_AddNumberToObject(ctx->json, "samples", (double)in->eval_total);
-	cmd_print(ctx, "data %s", in->spec);
-	cmd_print(ctx, "  %-9s %s", "kind", in->kind_name);
-	cmd_print(ctx, "  %-9s %s", "source", in->eval_source);
-	cmd_print(ctx, "  %-9s %lld%s", "samples", (long long)in->eval_total,
-		  in->kind == DFQ_DATA_FMNIST ? " (test set)" : "");
-	print_shape(ctx, in);
-	print_classes(ctx, in);
-	print_slices(ctx, in);
-	print_norm(ctx, in);
+	cmd_out(ctx, show, "data %s", in->spec);
+	cmd_out(ctx, show, "  %-9s %s", "kind", in->kind_name);
+	cmd_out(ctx, show, "  %-9s %s", "source", in->eval_source);
+	cmd_out(ctx, show, "  %-9s %lld%s", "samples", (long long)in->eval_total,
+	        in->kind == DFQ_DATA_FMNIST ? " (test set)" : "");
+	print_shape(ctx, in, show);
+	print_classes(ctx, in, show);
+	print_slices(ctx, in, show);
+	print_norm(ctx, in, show);
 }
 
 /* With a one-input model loaded, d must fit its input (image folders take
@@ -217,7 +208,7 @@ static dfq_status fit_model(const struct session *s, struct dfq_data *d, struct 
 /* Open spec and make it the session's data.  On failure the session keeps
  * its old data. */
 static enum cmd_retval open_data(struct cmd_ctx *ctx, const char *spec,
-				 const struct dfq_data_opts *o)
+                                 const struct dfq_data_opts *o)
 {
 	struct session *s = ctx->s;
 	struct dfq_error err;
@@ -229,7 +220,8 @@ static enum cmd_retval open_data(struct cmd_ctx *ctx, const char *spec,
 		dfq_data_free(d);
 		return cmd_fail(ctx, "%s", err.msg);
 	}
-	print_summary(ctx, dfq_data_get_info(d));
+	/* Opening data is an action: its summary is informational. */
+	print_summary(ctx, dfq_data_get_info(d), false);
 	return CMD_RETURN_NORMAL;
 }
 
@@ -239,14 +231,15 @@ static enum cmd_retval cmd_data_exec(struct cmd_ctx *ctx, struct args *a)
 	if (a->npos == 0) {
 		if (a->nflags)
 			return cmd_fail(ctx, "data: the flags need a SPEC; usage: %s",
-					ctx->entry->usage);
+			                ctx->entry->usage);
 		if (!ctx->s->data)
-			return cmd_fail(ctx, "no data set; use 'data SPEC' (e.g. 'data fmnist')");
+			return cmd_fail(ctx, CLI_MSG_NO_DATA);
 		/* The model may have changed since the data was opened. */
 		struct dfq_error err;
 		if (fit_model(ctx->s, ctx->s->data, &err) != DFQ_OK)
 			return cmd_fail(ctx, "%s", err.msg);
-		print_summary(ctx, dfq_data_get_info(ctx->s->data));
+		/* "data" alone asks for the summary: it is the result. */
+		print_summary(ctx, dfq_data_get_info(ctx->s->data), true);
 		return CMD_RETURN_NORMAL;
 	}
 	if (!parse_opts(ctx, a, &o))
@@ -254,19 +247,19 @@ static enum cmd_retval cmd_data_exec(struct cmd_ctx *ctx, struct args *a)
 	return open_data(ctx, a->pos[0], &o);
 }
 
+static const struct num_spec n_num = {.whole = true, .lo = 1, .hi = INFINITY};
+static const struct num_spec calib_num = {.whole = true, .lo = 0, .hi = INFINITY};
+
 static const struct args_flag data_flags[] = {
-	{"n", true, NULL},
-	{"calib", true, NULL},
-	{"mean", true, NULL},
-	{"std", true, NULL},
-	{NULL, false, NULL},
+    {"n", true, NULL, &n_num}, {"calib", true, NULL, &calib_num}, {"mean", true, NULL, NULL},
+    {"std", true, NULL, NULL}, {NULL, false, NULL, NULL},
 };
 
 const struct cmd_entry cmd_data_entry = {
-	.name = "data",
-	.alias = NULL,
-	.usage = "data [SPEC] [--n N] [--calib N] [--mean M[,M..]] [--std S[,S..]]",
-	.args = {data_flags, 0, 1},
-	.summary = "open data: fmnist[:DIR], idx:IMAGES,LABELS, npy:X.npy,Y.npy, images:DIR",
-	.exec = cmd_data_exec,
+    .name = "data",
+    .alias = NULL,
+    .usage = "data [SPEC] [--n N] [--calib N] [--mean M[,M..]] [--std S[,S..]]",
+    .args = {data_flags, 0, 1},
+    .summary = "open data: fmnist[:DIR], idx:IMAGES,LABELS, npy:X.npy,Y.npy, images:DIR",
+    .exec = cmd_data_exec,
 };

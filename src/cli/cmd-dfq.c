@@ -7,20 +7,10 @@
 #include "dfq/dfq_onnx.h"
 #include "model-cmd.h"
 
-/* Targets from the positionals (all of them when there are none); NULL after
- * reporting an error. */
-static bool *targets_or_all(struct cmd_ctx *ctx, const struct dfq_model *m, int n,
-			    char *const *specs)
-{
-	static char all[] = "all";
-	char *def[] = {all};
-	return n > 0 ? mc_targets(ctx, m, n, specs) : mc_targets(ctx, m, 1, def);
-}
-
 /* --- fold --------------------------------------------------------------------- */
 
 static dfq_status fold_fn(struct dfq_model *m, void *arg, struct dfq_step_report *rep,
-			  struct dfq_error *err)
+                          struct dfq_error *err)
 {
 	return dfq_model_fold(m, rep, err);
 }
@@ -29,45 +19,41 @@ static bool fold_row(const struct dfq_model *m, const struct dfq_step_row *r, ch
 {
 	char a[24], b[24], c[24];
 	snprintf(buf, len, "max |W| %s -> %s (BN scale up to %s)", mc_num(r->before, a, sizeof a),
-		 mc_num(r->after, b, sizeof b), mc_num(r->extra, c, sizeof c));
+	         mc_num(r->after, b, sizeof b), mc_num(r->extra, c, sizeof c));
 	return false;
 }
 
 static enum cmd_retval cmd_fold_exec(struct cmd_ctx *ctx, struct args *a)
 {
-	struct dfq_model *m = mc_model(ctx);
-	if (!m)
-		return CMD_RETURN_ERROR;
-	struct dfq_step_report rep;
-	if (mc_run_step(ctx, false, fold_fn, NULL, &rep) != CMD_RETURN_NORMAL)
-		return CMD_RETURN_ERROR;
 	static const struct mc_row_keys keys = {"max_w_before", "max_w_after", NULL, NULL,
-						"max_scale"};
-	mc_print_report(ctx, ctx->s->model, &rep, fold_row, &keys);
+	                                        "max_scale"};
+	struct dfq_step_report rep;
+	enum cmd_retval rv = mc_step(ctx, false, fold_fn, NULL, fold_row, &keys, &rep);
 	cJSON_AddBoolToObject(ctx->json, "has_stats", rep.has_stats);
 	dfq_step_report_free(&rep);
-	return CMD_RETURN_NORMAL;
+	return rv;
 }
 
 const struct cmd_entry cmd_fold_entry = {
-	.name = "fold",
-	.alias = NULL,
-	.usage = "fold",
-	.args = {NULL, 0, 0},
-	.summary = "fold BatchNorm into the preceding layers (keeping its statistics)",
-	.exec = cmd_fold_exec,
+    .name = "fold",
+    .alias = NULL,
+    .usage = "fold",
+    .args = {NULL, 0, 0},
+    .summary = "fold BatchNorm into the preceding layers (keeping its statistics)",
+    .exec = cmd_fold_exec,
+    .flags = CMD_NEEDS_MODEL | CMD_STEP,
 };
 
 /* --- relu6-to-relu --------------------------------------------------------------- */
 
 static dfq_status relu6_fn(struct dfq_model *m, void *arg, struct dfq_step_report *rep,
-			   struct dfq_error *err)
+                           struct dfq_error *err)
 {
 	return dfq_model_relu6_to_relu(m, arg, rep, err);
 }
 
 static bool relu6_row(const struct dfq_model *m, const struct dfq_step_row *r, char *buf,
-		      size_t len)
+                      size_t len)
 {
 	if (!isnan(r->extra))
 		snprintf(buf, len, "(measured max %.4g)", r->extra);
@@ -76,30 +62,21 @@ static bool relu6_row(const struct dfq_model *m, const struct dfq_step_row *r, c
 
 static enum cmd_retval cmd_relu6_exec(struct cmd_ctx *ctx, struct args *a)
 {
-	struct dfq_model *m = mc_model(ctx);
-	if (!m)
-		return CMD_RETURN_ERROR;
-	bool *sel = targets_or_all(ctx, m, a->npos, a->pos);
-	if (!sel)
-		return CMD_RETURN_ERROR;
-	struct dfq_step_report rep;
-	enum cmd_retval rv = mc_run_step(ctx, false, relu6_fn, sel, &rep);
-	free(sel);
-	if (rv != CMD_RETURN_NORMAL)
-		return rv;
 	static const struct mc_row_keys keys = {NULL, NULL, NULL, NULL, "measured_max"};
-	mc_print_report(ctx, ctx->s->model, &rep, relu6_row, &keys);
+	struct dfq_step_report rep;
+	enum cmd_retval rv = mc_step(ctx, false, relu6_fn, ctx->sel, relu6_row, &keys, &rep);
 	dfq_step_report_free(&rep);
-	return CMD_RETURN_NORMAL;
+	return rv;
 }
 
 const struct cmd_entry cmd_relu6_entry = {
-	.name = "relu6-to-relu",
-	.alias = NULL,
-	.usage = "relu6-to-relu [LAYER...|all]",
-	.args = {NULL, 0, -1, ARGS_TARGET, NULL},
-	.summary = "replace ReLU6 (Clip 0..6) by ReLU, as DFQ's equalization needs",
-	.exec = cmd_relu6_exec,
+    .name = "relu6-to-relu",
+    .alias = NULL,
+    .usage = "relu6-to-relu [TARGET...]",
+    .args = {NULL, 0, -1, ARGS_TARGET, NULL},
+    .summary = "replace ReLU6 (Clip 0..6) by ReLU, as DFQ's equalization needs",
+    .exec = cmd_relu6_exec,
+    .flags = CMD_NEEDS_MODEL | CMD_TARGET_ALL | CMD_STEP,
 };
 
 /* --- clip ------------------------------------------------------------------------ */
@@ -110,7 +87,7 @@ struct clip_arg {
 };
 
 static dfq_status clip_fn(struct dfq_model *m, void *arg, struct dfq_step_report *rep,
-			  struct dfq_error *err)
+                          struct dfq_error *err)
 {
 	struct clip_arg *c = arg;
 	return dfq_model_clip(m, c->sel, c->lo, c->hi, rep, err);
@@ -120,49 +97,39 @@ static bool clip_row(const struct dfq_model *m, const struct dfq_step_row *r, ch
 {
 	char a[24], b[24], c[24], d[24];
 	snprintf(buf, len, "W [%s, %s] -> [%s, %s]", mc_num(r->before, a, sizeof a),
-		 mc_num(r->before2, b, sizeof b), mc_num(r->after, c, sizeof c),
-		 mc_num(r->after2, d, sizeof d));
+	         mc_num(r->before2, b, sizeof b), mc_num(r->after, c, sizeof c),
+	         mc_num(r->after2, d, sizeof d));
 	return true;
 }
 
 static enum cmd_retval cmd_clip_exec(struct cmd_ctx *ctx, struct args *a)
 {
-	struct dfq_model *m = mc_model(ctx);
-	if (!m)
-		return CMD_RETURN_ERROR;
-	const char *slo = a->pos[a->npos - 2], *shi = a->pos[a->npos - 1];
+	static const struct num_spec real = {.lo = -INFINITY, .hi = INFINITY};
+	static const struct mc_row_keys keys = {"wmin_before", "wmin_after", "wmax_before",
+	                                        "wmax_after", "clipped"};
 	double lo, hi;
-	if (!mc_parse_double(slo, &lo))
-		return cmd_fail(ctx, "clip: LO must be a number, not '%s'", slo);
-	if (!mc_parse_double(shi, &hi))
-		return cmd_fail(ctx, "clip: HI must be a number, not '%s'", shi);
+	if (!cmd_num(ctx, "LO", a->pos[a->npos - 2], &real, &lo) ||
+	    !cmd_num(ctx, "HI", a->pos[a->npos - 1], &real, &hi))
+		return CMD_RETURN_ERROR;
 	if (!(lo < hi))
 		return cmd_fail(ctx, "clip: LO (%g) must be below HI (%g)", lo, hi);
-	bool *sel = mc_targets(ctx, m, a->npos - 2, a->pos);
-	if (!sel)
-		return CMD_RETURN_ERROR;
-	struct clip_arg c = {sel, (float)lo, (float)hi};
+	struct clip_arg c = {ctx->sel, (float)lo, (float)hi};
 	struct dfq_step_report rep;
-	enum cmd_retval rv = mc_run_step(ctx, true, clip_fn, &c, &rep);
-	free(sel);
-	if (rv != CMD_RETURN_NORMAL)
-		return rv;
-	static const struct mc_row_keys keys = {"wmin_before", "wmin_after", "wmax_before",
-						"wmax_after", "clipped"};
-	mc_print_report(ctx, ctx->s->model, &rep, clip_row, &keys);
+	enum cmd_retval rv = mc_step(ctx, true, clip_fn, &c, clip_row, &keys, &rep);
 	mc_json_num(ctx->json, "lo", lo);
 	mc_json_num(ctx->json, "hi", hi);
 	dfq_step_report_free(&rep);
-	return CMD_RETURN_NORMAL;
+	return rv;
 }
 
 const struct cmd_entry cmd_clip_entry = {
-	.name = "clip",
-	.alias = NULL,
-	.usage = "clip LAYER...|all LO HI",
-	.args = {NULL, 3, -1, ARGS_TARGET, NULL},
-	.summary = "clip weights to [LO, HI] (the paper's clip_weight, e.g. clip all -15 15)",
-	.exec = cmd_clip_exec,
+    .name = "clip",
+    .alias = NULL,
+    .usage = "clip TARGET... LO HI",
+    .args = {NULL, 3, -1, ARGS_TARGET, NULL, 2},
+    .summary = "clip weights to [LO, HI] (the paper's clip_weight, e.g. clip all -15 15)",
+    .exec = cmd_clip_exec,
+    .flags = CMD_NEEDS_MODEL | CMD_STEP,
 };
 
 /* --- equalize -------------------------------------------------------------------- */
@@ -173,65 +140,56 @@ struct eq_arg {
 };
 
 static dfq_status equalize_fn(struct dfq_model *m, void *arg, struct dfq_step_report *rep,
-			      struct dfq_error *err)
+                              struct dfq_error *err)
 {
 	struct eq_arg *e = arg;
 	return dfq_model_equalize(m, e->sel, &e->o, rep, err);
 }
 
 static bool equalize_row(const struct dfq_model *m, const struct dfq_step_row *r, char *buf,
-			 size_t len)
+                         size_t len)
 {
 	char a[24], b[24], c[24], d[24], e[24];
 	snprintf(buf, len, "spread %s -> %s | %s -> %s (max |log2 s| %s)",
-		 mc_num(r->before, a, sizeof a), mc_num(r->after, b, sizeof b),
-		 mc_num(r->before2, c, sizeof c), mc_num(r->after2, d, sizeof d),
-		 mc_num(r->extra, e, sizeof e));
+	         mc_num(r->before, a, sizeof a), mc_num(r->after, b, sizeof b),
+	         mc_num(r->before2, c, sizeof c), mc_num(r->after2, d, sizeof d),
+	         mc_num(r->extra, e, sizeof e));
 	return false;
 }
 
 static enum cmd_retval cmd_equalize_exec(struct cmd_ctx *ctx, struct args *a)
 {
-	struct dfq_model *m = mc_model(ctx);
-	if (!m)
-		return CMD_RETURN_ERROR;
-	struct eq_arg e;
+	static const struct mc_row_keys keys = {"spread1_before", "spread1_after", "spread2_before",
+	                                        "spread2_after", "max_log2_s"};
+	struct eq_arg e = {.sel = ctx->sel};
 	dfq_equalize_opts_default(&e.o);
 	e.o.range = ctx->s->set.scheme;
-	long rounds = e.o.max_rounds;
-	if (!mc_flag_long(ctx, a, "rounds", 1, 10000, &rounds))
-		return CMD_RETURN_ERROR;
-	e.o.max_rounds = (int)rounds;
-	bool *sel = targets_or_all(ctx, m, a->npos, a->pos);
-	if (!sel)
-		return CMD_RETURN_ERROR;
-	e.sel = sel;
+	e.o.max_rounds = (int)args_num(a, "rounds", e.o.max_rounds);
 	struct dfq_step_report rep;
-	enum cmd_retval rv = mc_run_step(ctx, true, equalize_fn, &e, &rep);
-	free(sel);
-	if (rv != CMD_RETURN_NORMAL)
-		return rv;
-	static const struct mc_row_keys keys = {"spread1_before", "spread1_after", "spread2_before",
-						"spread2_after", "max_log2_s"};
-	mc_print_report(ctx, ctx->s->model, &rep, equalize_row, &keys);
-	cJSON_AddNumberToObject(ctx->json, "rounds", rep.rounds);
-	mc_json_num(ctx->json, "last_delta", rep.last_delta);
+	enum cmd_retval rv = mc_step(ctx, true, equalize_fn, &e, equalize_row, &keys, &rep);
+	if (rv == CMD_RETURN_NORMAL) {
+		cJSON_AddNumberToObject(ctx->json, "rounds", rep.rounds);
+		mc_json_num(ctx->json, "last_delta", rep.last_delta);
+	}
 	dfq_step_report_free(&rep);
-	return CMD_RETURN_NORMAL;
+	return rv;
 }
 
+static const struct num_spec rounds_num = {.whole = true, .lo = 1, .hi = 10000};
+
 static const struct args_flag equalize_flags[] = {
-	{"rounds", true, NULL},
-	{NULL, false, NULL},
+    {"rounds", true, NULL, &rounds_num},
+    {NULL, false, NULL, NULL},
 };
 
 const struct cmd_entry cmd_equalize_entry = {
-	.name = "equalize",
-	.alias = NULL,
-	.usage = "equalize [LAYER...|all] [--rounds N]",
-	.args = {equalize_flags, 0, -1, ARGS_TARGET, NULL},
-	.summary = "cross-layer equalization of consecutive layer pairs (paper sec. 4.1)",
-	.exec = cmd_equalize_exec,
+    .name = "equalize",
+    .alias = NULL,
+    .usage = "equalize [TARGET...] [--rounds N]",
+    .args = {equalize_flags, 0, -1, ARGS_TARGET, NULL},
+    .summary = "cross-layer equalization of consecutive layer pairs (paper sec. 4.1)",
+    .exec = cmd_equalize_exec,
+    .flags = CMD_NEEDS_MODEL | CMD_TARGET_ALL | CMD_STEP,
 };
 
 /* --- absorb ---------------------------------------------------------------------- */
@@ -242,59 +200,48 @@ struct absorb_arg {
 };
 
 static dfq_status absorb_fn(struct dfq_model *m, void *arg, struct dfq_step_report *rep,
-			    struct dfq_error *err)
+                            struct dfq_error *err)
 {
 	struct absorb_arg *b = arg;
 	return dfq_model_absorb(m, b->sel, b->n_std, rep, err);
 }
 
 static bool absorb_row(const struct dfq_model *m, const struct dfq_step_row *r, char *buf,
-		       size_t len)
+                       size_t len)
 {
 	char a[24], b[24], c[24], d[24];
 	snprintf(buf, len, "range top %s -> %s, next max |b| %s -> %s",
-		 mc_num(r->before, a, sizeof a), mc_num(r->after, b, sizeof b),
-		 mc_num(r->before2, c, sizeof c), mc_num(r->after2, d, sizeof d));
+	         mc_num(r->before, a, sizeof a), mc_num(r->after, b, sizeof b),
+	         mc_num(r->before2, c, sizeof c), mc_num(r->after2, d, sizeof d));
 	return true;
 }
 
 static enum cmd_retval cmd_absorb_exec(struct cmd_ctx *ctx, struct args *a)
 {
-	struct dfq_model *m = mc_model(ctx);
-	if (!m)
-		return CMD_RETURN_ERROR;
-	struct absorb_arg b = {NULL, 3.0};
-	const char *v = args_get(a, "n-std");
-	if (v && (!mc_parse_double(v, &b.n_std) || b.n_std <= 0))
-		return cmd_fail(ctx, "--n-std must be a positive number, not '%s'", v);
-	bool *sel = targets_or_all(ctx, m, a->npos, a->pos);
-	if (!sel)
-		return CMD_RETURN_ERROR;
-	b.sel = sel;
-	struct dfq_step_report rep;
-	enum cmd_retval rv = mc_run_step(ctx, true, absorb_fn, &b, &rep);
-	free(sel);
-	if (rv != CMD_RETURN_NORMAL)
-		return rv;
 	static const struct mc_row_keys keys = {"top_before", "top_after", "max_b2_before",
-						"max_b2_after", "channels"};
-	mc_print_report(ctx, ctx->s->model, &rep, absorb_row, &keys);
+	                                        "max_b2_after", "channels"};
+	struct absorb_arg b = {ctx->sel, args_num(a, "n-std", 3.0)};
+	struct dfq_step_report rep;
+	enum cmd_retval rv = mc_step(ctx, true, absorb_fn, &b, absorb_row, &keys, &rep);
 	dfq_step_report_free(&rep);
-	return CMD_RETURN_NORMAL;
+	return rv;
 }
 
+static const struct num_spec absorb_n_std_num = {.lo = 0, .hi = INFINITY, .above_lo = true};
+
 static const struct args_flag absorb_flags[] = {
-	{"n-std", true, NULL},
-	{NULL, false, NULL},
+    {"n-std", true, NULL, &absorb_n_std_num},
+    {NULL, false, NULL, NULL},
 };
 
 const struct cmd_entry cmd_absorb_entry = {
-	.name = "absorb",
-	.alias = NULL,
-	.usage = "absorb [LAYER...|all] [--n-std N]",
-	.args = {absorb_flags, 0, -1, ARGS_TARGET, NULL},
-	.summary = "high-bias absorption into the next layer (c = max(0, beta - 3 gamma))",
-	.exec = cmd_absorb_exec,
+    .name = "absorb",
+    .alias = NULL,
+    .usage = "absorb [TARGET...] [--n-std N]",
+    .args = {absorb_flags, 0, -1, ARGS_TARGET, NULL},
+    .summary = "high-bias absorption into the next layer (c = max(0, beta - 3 gamma))",
+    .exec = cmd_absorb_exec,
+    .flags = CMD_NEEDS_MODEL | CMD_TARGET_ALL | CMD_STEP,
 };
 
 /* --- reset ----------------------------------------------------------------------- */
@@ -304,8 +251,6 @@ const struct cmd_entry cmd_absorb_entry = {
 static enum cmd_retval cmd_reset_exec(struct cmd_ctx *ctx, struct args *a)
 {
 	struct session *s = ctx->s;
-	if (!mc_model(ctx))
-		return CMD_RETURN_ERROR;
 	struct dfq_graph *g = NULL;
 	struct dfq_error err;
 	dfq_error_clear(&err);
@@ -319,7 +264,7 @@ static enum cmd_retval cmd_reset_exec(struct cmd_ctx *ctx, struct args *a)
 		rv = cmd_fail(ctx, "reset: %s", err.msg);
 	if (rv == CMD_RETURN_NORMAL) {
 		cmd_print(ctx, "reset: reloaded %s (%d layers); every step is undone", path,
-			  s->model->nlayers);
+		          s->model->nlayers);
 		cJSON_AddStringToObject(ctx->json, "path", path);
 		cJSON_AddNumberToObject(ctx->json, "layers", s->model->nlayers);
 	}
@@ -328,10 +273,11 @@ static enum cmd_retval cmd_reset_exec(struct cmd_ctx *ctx, struct args *a)
 }
 
 const struct cmd_entry cmd_reset_entry = {
-	.name = "reset",
-	.alias = NULL,
-	.usage = "reset",
-	.args = {NULL, 0, 0},
-	.summary = "reload the model from its file, dropping every step (settings and data stay)",
-	.exec = cmd_reset_exec,
+    .name = "reset",
+    .alias = NULL,
+    .usage = "reset",
+    .args = {NULL, 0, 0},
+    .summary = "reload the model from its file, dropping every step (settings and data stay)",
+    .exec = cmd_reset_exec,
+    .flags = CMD_NEEDS_MODEL,
 };

@@ -1,5 +1,5 @@
 /* cmd-eval.c - eval: top-1/top-5 accuracy of the model on the data's evaluation slice. */
-#include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,8 +39,8 @@ static void bar_draw(struct progress *p, int64_t done, int64_t total, double sec
 	double rate = secs > 0 ? (double)done / secs : 0;
 	long eta = rate > 0 ? (long)((double)(total - done) / rate + 0.5) : 0;
 	fprintf(stderr, "\r\033[Keval [%s] %3d%% %lld/%lld  %.0f images/s  ETA %ld:%02ld", bar,
-		(int)(100 * done / (total ? total : 1)), (long long)done, (long long)total, rate,
-		eta / 60, eta % 60);
+	        (int)(100 * done / (total ? total : 1)), (long long)done, (long long)total, rate,
+	        eta / 60, eta % 60);
 	fflush(stderr);
 	p->drawn = true;
 }
@@ -56,24 +56,6 @@ static bool on_progress(void *user, int64_t done, int64_t total, double secs)
 	return !cli_interrupted();
 }
 
-static bool parse_count(struct cmd_ctx *ctx, const char *flag, const char *v, int64_t hi,
-			int64_t *out)
-{
-	char *end;
-	errno = 0;
-	long long n = strtoll(v, &end, 10);
-	if (errno || end == v || *end || n < 1 || n > hi) {
-		if (hi < INT64_MAX / 2)
-			cmd_error(ctx, "--%s must be a whole number from 1 to %lld, not '%s'", flag,
-				  (long long)hi, v);
-		else
-			cmd_error(ctx, "--%s must be a positive whole number, not '%s'", flag, v);
-		return false;
-	}
-	*out = n;
-	return true;
-}
-
 static void report(struct cmd_ctx *ctx, const struct dfq_eval_result *r)
 {
 	double n = r->n ? (double)r->n : 1;
@@ -86,13 +68,13 @@ static void report(struct cmd_ctx *ctx, const struct dfq_eval_result *r)
 	cJSON_AddNumberToObject(ctx->json, "top1_correct", (double)r->top1);
 	cJSON_AddNumberToObject(ctx->json, "top5_correct", (double)r->top5);
 	cJSON_AddNumberToObject(ctx->json, "seconds", r->seconds);
-	cmd_print(ctx, "top-1  %6.2f%%  (%lld of %lld)", 100 * top1, (long long)r->top1,
-		  (long long)r->n);
-	cmd_print(ctx, "top-5  %6.2f%%  (%lld of %lld)", 100 * top5, (long long)r->top5,
-		  (long long)r->n);
+	cmd_result(ctx, "top-1  %6.2f%%  (%lld of %lld)", 100 * top1, (long long)r->top1,
+	           (long long)r->n);
+	cmd_result(ctx, "top-5  %6.2f%%  (%lld of %lld)", 100 * top5, (long long)r->top5,
+	           (long long)r->n);
 	/* Wall-clock figures only with `set timing on`, so transcripts stay stable. */
 	if (ctx->s->set.timing)
-		cmd_print(ctx, "speed  %.1f images/s (%.2f s)", r->images_per_s, r->seconds);
+		cmd_result(ctx, "speed  %.1f images/s (%.2f s)", r->images_per_s, r->seconds);
 }
 
 /* Batches go through dfq_model_run, so a fake-quant eval also quantizes the
@@ -103,7 +85,7 @@ struct model_run {
 };
 
 static dfq_status run_model(void *user, struct dfq_exec *ex, struct dfq_tensor *x,
-			    struct dfq_tensor **outputs, struct dfq_error *err)
+                            struct dfq_tensor **outputs, struct dfq_error *err)
 {
 	struct model_run *mr = user;
 	return dfq_model_run(mr->m, ex, mr->mode, &x, outputs, err);
@@ -116,16 +98,8 @@ static enum cmd_retval cmd_eval_exec(struct cmd_ctx *ctx, struct args *a)
 	dfq_error_clear(&err);
 	struct dfq_eval_opts o;
 	dfq_eval_opts_default(&o);
-	o.batch = s->set.batch;
-	const char *v;
-	if ((v = args_get(a, "n")) && !parse_count(ctx, "n", v, INT64_MAX / 2, &o.n))
-		return CMD_RETURN_ERROR;
-	if ((v = args_get(a, "batch")) && !parse_count(ctx, "batch", v, 4096, &o.batch))
-		return CMD_RETURN_ERROR;
-	if (!s->graph)
-		return cmd_fail(ctx, "no model loaded; use 'load MODEL.onnx' first");
-	if (!s->data)
-		return cmd_fail(ctx, "no data set; use 'data SPEC' first (e.g. 'data fmnist')");
+	o.n = (int64_t)args_num(a, "n", (double)o.n);
+	o.batch = (int64_t)args_num(a, "batch", s->set.batch);
 	struct dfq_exec *ex = session_exec(s, &err);
 	if (!ex)
 		return cmd_fail(ctx, "%s", err.msg);
@@ -151,23 +125,27 @@ static enum cmd_retval cmd_eval_exec(struct cmd_ctx *ctx, struct args *a)
 		return cmd_fail(ctx, "%s", err.msg);
 	if (r.cancelled)
 		return cmd_fail(ctx, "eval interrupted after %lld images (top-1 so far %.2f%%)",
-				(long long)r.n, r.n ? 100.0 * (double)r.top1 / (double)r.n : 0.0);
+		                (long long)r.n, r.n ? 100.0 * (double)r.top1 / (double)r.n : 0.0);
 	report(ctx, &r);
 	mc_eval_deltas(ctx, mode, r.n, r.top1, r.top5);
 	return CMD_RETURN_NORMAL;
 }
 
+static const struct num_spec n_num = {.whole = true, .lo = 1, .hi = INFINITY};
+static const struct num_spec batch_num = {.whole = true, .lo = 1, .hi = 4096};
+
 static const struct args_flag eval_flags[] = {
-	{"n", true, NULL},
-	{"batch", true, NULL},
-	{NULL, false, NULL},
+    {"n", true, NULL, &n_num},
+    {"batch", true, NULL, &batch_num},
+    {NULL, false, NULL, NULL},
 };
 
 const struct cmd_entry cmd_eval_entry = {
-	.name = "eval",
-	.alias = NULL,
-	.usage = "eval [--n N] [--batch B]",
-	.args = {eval_flags, 0, 0},
-	.summary = "top-1/top-5 accuracy on the first N samples of the data (default: all)",
-	.exec = cmd_eval_exec,
+    .name = "eval",
+    .alias = NULL,
+    .usage = "eval [--n N] [--batch B]",
+    .args = {eval_flags, 0, 0},
+    .summary = "top-1/top-5 accuracy on the first N samples of the data (default: all)",
+    .exec = cmd_eval_exec,
+    .flags = CMD_NEEDS_MODEL | CMD_NEEDS_DATA,
 };

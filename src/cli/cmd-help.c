@@ -23,14 +23,40 @@ static void add_json_entry(cJSON *arr, const struct cmd_entry *e)
 		cJSON_Delete(o);
 }
 
+/* "on, off" or "a whole number from 2 to 16": what a setting takes. */
+static const char *setting_values(const struct setting_def *d, char *buf, size_t len)
+{
+	if (d->num)
+		return num_range(d->num, buf, len);
+	size_t used = 0;
+	buf[0] = '\0';
+	for (int i = 0; d->choices && d->choices[i] && used < len; i++)
+		used +=
+		    (size_t)snprintf(buf + used, len - used, "%s%s", i ? ", " : "", d->choices[i]);
+	return buf;
+}
+
 static void print_one(struct cmd_ctx *ctx, const struct cmd_entry *e)
 {
-	cmd_print(ctx, "usage: %s", e->usage);
-	cmd_print(ctx, "  %s", e->summary);
+	cmd_result(ctx, "usage: %s", e->usage);
+	cmd_result(ctx, "  %s", e->summary);
 	if (e->alias) {
 		char list[64];
-		cmd_print(ctx, "  alias%s: %s", e->alias[1] ? "es" : "",
-			  cmd_alias_list(e, list, sizeof list));
+		cmd_result(ctx, "  alias%s: %s", e->alias[1] ? "es" : "",
+		           cmd_alias_list(e, list, sizeof list));
+	}
+	if (e->args.kind == ARGS_SETTING) {
+		for (int i = 0; session_settings[i].name; i++) {
+			char vals[160];
+			cmd_result(ctx, "  %-11s %s", session_settings[i].name,
+			           setting_values(&session_settings[i], vals, sizeof vals));
+		}
+	}
+	/* Lines of more help, each printed on its own. */
+	for (const char *p = e->help; p && *p;) {
+		size_t n = strcspn(p, "\n");
+		cmd_result(ctx, "%.*s", (int)n, p);
+		p += n + (p[n] == '\n');
 	}
 }
 
@@ -40,12 +66,12 @@ static enum cmd_retval help_all(struct cmd_ctx *ctx, cJSON *arr)
 		const struct cmd_entry *e = cmd_table[i];
 		char names[80], list[64];
 		snprintf(names, sizeof names, "%s%s%s", e->name, e->alias ? ", " : "",
-			 cmd_alias_list(e, list, sizeof list));
-		cmd_print(ctx, "  %-13s %s", names, e->summary);
+		         cmd_alias_list(e, list, sizeof list));
+		cmd_result(ctx, "  %-13s %s", names, e->summary);
 		add_json_entry(arr, e);
 	}
-	cmd_print(ctx, "'help COMMAND' shows its usage.  Commands may be shortened to a unique");
-	cmd_print(ctx, "prefix; separate several on one line with ';'.");
+	cmd_result(ctx, "'help COMMAND' shows its usage.  Commands may be shortened to a unique");
+	cmd_result(ctx, "prefix; separate several on one line with ';'.");
 	return CMD_RETURN_NORMAL;
 }
 
@@ -80,10 +106,10 @@ static enum cmd_retval cmd_help_exec(struct cmd_ctx *ctx, struct args *a)
 }
 
 const struct cmd_entry cmd_help_entry = {
-	.name = "help",
-	.alias = NULL,
-	.usage = "help [COMMAND]",
-	.args = {NULL, 0, 1, ARGS_COMMAND, NULL},
-	.summary = "list the commands, or show how to use one",
-	.exec = cmd_help_exec,
+    .name = "help",
+    .alias = NULL,
+    .usage = "help [COMMAND]",
+    .args = {NULL, 0, 1, ARGS_COMMAND, NULL},
+    .summary = "list the commands, or show how to use one",
+    .exec = cmd_help_exec,
 };

@@ -46,23 +46,23 @@ static bool shape_fits(const struct dfq_shape *want, const struct dfq_tensor *t)
 }
 
 /* Read one input file for graph input v; *out is new (caller owns). */
-static enum cmd_retval read_input(struct cmd_ctx *ctx, const char *path,
-				  const struct dfq_value *v, struct dfq_tensor **out)
+static enum cmd_retval read_input(struct cmd_ctx *ctx, const char *path, const struct dfq_value *v,
+                                  struct dfq_tensor **out)
 {
 	struct dfq_error err;
 	struct dfq_tensor *t = NULL;
 	dfq_error_clear(&err);
 	bool as_float = v->shape.dtype == DFQ_DTYPE_F32;
 	dfq_status st = looks_like_npy(path) ? dfq_npy_read(path, as_float, &t, &err)
-					     : dfq_onnx_read_tensor_file(path, &t, NULL, &err);
+	                                     : dfq_onnx_read_tensor_file(path, &t, NULL, &err);
 	if (st != DFQ_OK)
 		return cmd_fail(ctx, "%s", err.msg);
 	if (t->dtype != v->shape.dtype) {
 		if (v->shape.dtype != DFQ_DTYPE_F32) {
 			dfq_tensor_free(t);
 			return cmd_fail(ctx, "input '%s' expects %s data but %s holds %s", v->name,
-					dfq_dtype_name(v->shape.dtype), path,
-					dfq_dtype_name(t->dtype));
+			                dfq_dtype_name(v->shape.dtype), path,
+			                dfq_dtype_name(t->dtype));
 		}
 		struct dfq_tensor *f = to_float(t, &err);
 		dfq_tensor_free(t);
@@ -76,8 +76,8 @@ static enum cmd_retval read_input(struct cmd_ctx *ctx, const char *path,
 		dfq_tensor_shape(t, &ts);
 		dfq_tensor_free(t);
 		return cmd_fail(ctx, "input '%s' expects shape %s but %s holds %s", v->name,
-				dfq_shape_str(&v->shape, want, sizeof want), path,
-				dfq_shape_str(&ts, have, sizeof have));
+		                dfq_shape_str(&v->shape, want, sizeof want), path,
+		                dfq_shape_str(&ts, have, sizeof have));
 	}
 	*out = t;
 	return CMD_RETURN_NORMAL;
@@ -106,8 +106,8 @@ static char *output_path(const char *out, int k, const char *name)
 		for (; name[i]; i++) {
 			char c = name[i];
 			bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-				  (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-				  (c == '.' && i > 0);
+			          (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+			          (c == '.' && i > 0);
 			p[i] = ok ? c : '_';
 		}
 		snprintf(p + i, n - i, ".npy");
@@ -124,7 +124,7 @@ struct stats {
 static double elem(const struct dfq_tensor *t, int64_t i)
 {
 	return t->dtype == DFQ_DTYPE_F32 ? (double)dfq_tensor_f32(t)[i]
-					 : (double)dfq_tensor_i64(t)[i];
+	                                 : (double)dfq_tensor_i64(t)[i];
 }
 
 /* min/max/mean over the finite values, summed in double. */
@@ -157,7 +157,7 @@ static void compute_stats(const struct dfq_tensor *t, struct stats *st)
 }
 
 static void report_output(struct cmd_ctx *ctx, cJSON *arr, const char *name,
-			  const struct dfq_tensor *t, const char *path)
+                          const struct dfq_tensor *t, const char *path)
 {
 	struct dfq_shape s;
 	struct stats st;
@@ -165,16 +165,17 @@ static void report_output(struct cmd_ctx *ctx, cJSON *arr, const char *name,
 	dfq_tensor_shape(t, &s);
 	dfq_shape_str(&s, shape, sizeof shape);
 	compute_stats(t, &st);
-	cmd_print(ctx, "output %s %s -> %s", name, shape, path);
+	cmd_result(ctx, "output %s %s -> %s", name, shape, path);
 	if (st.argmax >= 0)
 		snprintf(extra, sizeof extra, "  argmax[0] %lld", (long long)st.argmax);
 	if (st.nonfinite)
 		snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "  non-finite %lld",
-			 (long long)st.nonfinite);
+		         (long long)st.nonfinite);
 	if (t->numel > st.nonfinite)
-		cmd_print(ctx, "  min %.5g  max %.5g  mean %.5g%s", st.min, st.max, st.mean, extra);
+		cmd_result(ctx, "  min %.5g  max %.5g  mean %.5g%s", st.min, st.max, st.mean,
+		           extra);
 	else
-		cmd_print(ctx, "  (no finite values)%s", extra);
+		cmd_result(ctx, "  (no finite values)%s", extra);
 
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "name", name);
@@ -200,7 +201,7 @@ static void report_output(struct cmd_ctx *ctx, cJSON *arr, const char *name,
 }
 
 static enum cmd_retval write_outputs(struct cmd_ctx *ctx, const struct dfq_graph *g,
-				     struct dfq_tensor **outs, const char *out)
+                                     struct dfq_tensor **outs, const char *out)
 {
 	cJSON *arr = cJSON_AddArrayToObject(ctx->json, "outputs");
 	for (int k = 0; k < g->noutputs; k++) {
@@ -225,7 +226,7 @@ static void names_list(const struct dfq_graph *g, char *buf, size_t len)
 	buf[0] = '\0';
 	for (int i = 0; i < g->ninputs && used < len; i++)
 		used += (size_t)snprintf(buf + used, len - used, "%s'%s'", i ? ", " : "",
-					 g->values[g->inputs[i]].name);
+		                         g->values[g->inputs[i]].name);
 }
 
 static enum cmd_retval cmd_infer_exec(struct cmd_ctx *ctx, struct args *a)
@@ -234,14 +235,12 @@ static enum cmd_retval cmd_infer_exec(struct cmd_ctx *ctx, struct args *a)
 	struct dfq_graph *g = s->graph;
 	struct dfq_error err;
 	dfq_error_clear(&err);
-	if (!g)
-		return cmd_fail(ctx, "no model loaded; use 'load MODEL.onnx' first");
 	if (a->npos != g->ninputs) {
 		char names[256];
 		names_list(g, names, sizeof names);
 		return cmd_fail(ctx, "the model has %d input%s (%s) but %d file%s given",
-				g->ninputs, g->ninputs == 1 ? "" : "s", names, a->npos,
-				a->npos == 1 ? " was" : "s were");
+		                g->ninputs, g->ninputs == 1 ? "" : "s", names, a->npos,
+		                a->npos == 1 ? " was" : "s were");
 	}
 	struct dfq_exec *ex = session_exec(s, &err);
 	if (!ex)
@@ -274,17 +273,18 @@ static enum cmd_retval cmd_infer_exec(struct cmd_ctx *ctx, struct args *a)
 }
 
 static const struct args_flag infer_flags[] = {
-	{"out", true, NULL},
-	{NULL, false, NULL},
+    {"out", true, NULL, NULL},
+    {NULL, false, NULL, NULL},
 };
 
 static const char *const infer_aliases[] = {"run", NULL};
 
 const struct cmd_entry cmd_infer_entry = {
-	.name = "infer",
-	.alias = infer_aliases,
-	.usage = "infer INPUT.npy|INPUT.pb... [--out OUT.npy]",
-	.args = {infer_flags, 1, -1},
-	.summary = "run the model on input files; write each output as .npy",
-	.exec = cmd_infer_exec,
+    .name = "infer",
+    .alias = infer_aliases,
+    .usage = "infer INPUT.npy|INPUT.pb... [--out OUT.npy]",
+    .args = {infer_flags, 1, -1},
+    .summary = "run the model on input files; write each output as .npy",
+    .exec = cmd_infer_exec,
+    .flags = CMD_NEEDS_MODEL,
 };

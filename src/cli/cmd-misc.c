@@ -15,12 +15,12 @@ static enum cmd_retval cmd_quit_exec(struct cmd_ctx *ctx, struct args *a)
 static const char *const quit_aliases[] = {"exit", "q", NULL};
 
 const struct cmd_entry cmd_quit_entry = {
-	.name = "quit",
-	.alias = quit_aliases,
-	.usage = "quit",
-	.args = {NULL, 0, 0},
-	.summary = "leave dfq (Ctrl-D works too)",
-	.exec = cmd_quit_exec,
+    .name = "quit",
+    .alias = quit_aliases,
+    .usage = "quit",
+    .args = {NULL, 0, 0},
+    .summary = "leave dfq (Ctrl-D works too)",
+    .exec = cmd_quit_exec,
 };
 
 /* A setting's value as JSON: bool, number or string by its type. */
@@ -54,12 +54,17 @@ static enum cmd_retval cmd_set_exec(struct cmd_ctx *ctx, struct args *a)
 }
 
 const struct cmd_entry cmd_set_entry = {
-	.name = "set",
-	.alias = NULL,
-	.usage = "set KEY VALUE",
-	.args = {NULL, 2, 2, ARGS_SETTING, NULL},
-	.summary = "change a setting (see 'show settings')",
-	.exec = cmd_set_exec,
+    .name = "set",
+    .alias = NULL,
+    .usage = "set KEY VALUE",
+    .args = {NULL, 2, 2, ARGS_SETTING, NULL},
+    .summary = "change a setting (see 'show settings')",
+    .exec = cmd_set_exec,
+    .help = "  errexit applies to scripts (-x FILE, -c 'CMDS', source FILE, piped input),\n"
+            "  where every command is a unit: with errexit on (the default) a failing\n"
+            "  command stops the script (exit status 1, FILE:LINE: message); with errexit\n"
+            "  off the next command runs, after ';' on the same line or on the next line.\n"
+            "  At the prompt a failing command drops the rest of its line.",
 };
 
 static enum cmd_retval show_settings(struct cmd_ctx *ctx)
@@ -68,8 +73,8 @@ static enum cmd_retval show_settings(struct cmd_ctx *ctx)
 	for (int i = 0; session_settings[i].name; i++) {
 		const struct setting_def *d = &session_settings[i];
 		char buf[32];
-		cmd_print(ctx, "%-11s %-7s  %s", d->name,
-			  session_setting_str(ctx->s, i, buf, sizeof buf), d->help);
+		cmd_result(ctx, "%-11s %-7s  %s", d->name,
+		           session_setting_str(ctx->s, i, buf, sizeof buf), d->help);
 		add_setting_json(ctx->s, obj, d->name, i);
 	}
 	return CMD_RETURN_NORMAL;
@@ -86,12 +91,12 @@ static enum cmd_retval cmd_show_exec(struct cmd_ctx *ctx, struct args *a)
 static const char *const show_words[] = {"settings", NULL};
 
 const struct cmd_entry cmd_show_entry = {
-	.name = "show",
-	.alias = NULL,
-	.usage = "show settings",
-	.args = {NULL, 1, 1, ARGS_CHOICE, show_words},
-	.summary = "show the current settings",
-	.exec = cmd_show_exec,
+    .name = "show",
+    .alias = NULL,
+    .usage = "show settings",
+    .args = {NULL, 1, 1, ARGS_CHOICE, show_words},
+    .summary = "show the current settings",
+    .exec = cmd_show_exec,
 };
 
 /* Errors inside the file are reported there, with its name and line; this
@@ -101,7 +106,7 @@ static enum cmd_retval cmd_source_exec(struct cmd_ctx *ctx, struct args *a)
 	const char *path = a->pos[0];
 	if (ctx->s->depth >= SESSION_MAX_DEPTH)
 		return cmd_fail(ctx, "source: %s: files nested more than %d deep", path,
-				SESSION_MAX_DEPTH);
+		                SESSION_MAX_DEPTH);
 	FILE *f = fopen(path, "r");
 	if (!f)
 		return cmd_fail(ctx, "cannot open %s: %s", path, strerror(errno));
@@ -116,12 +121,12 @@ static enum cmd_retval cmd_source_exec(struct cmd_ctx *ctx, struct args *a)
 }
 
 const struct cmd_entry cmd_source_entry = {
-	.name = "source",
-	.alias = NULL,
-	.usage = "source FILE",
-	.args = {NULL, 1, 1},
-	.summary = "run the commands in FILE",
-	.exec = cmd_source_exec,
+    .name = "source",
+    .alias = NULL,
+    .usage = "source FILE",
+    .args = {NULL, 1, 1},
+    .summary = "run the commands in FILE",
+    .exec = cmd_source_exec,
 };
 
 /* Text for people reading a script's output, and labels for programs
@@ -133,19 +138,19 @@ static enum cmd_retval cmd_echo_exec(struct cmd_ctx *ctx, struct args *a)
 	line[0] = '\0';
 	for (int i = 0; i < a->npos && used < sizeof line; i++)
 		used += (size_t)snprintf(line + used, sizeof line - used, "%s%s", i ? " " : "",
-					 a->pos[i]);
+		                         a->pos[i]);
 	if (used >= sizeof line)
 		return cmd_fail(ctx, "echo: text longer than %zu characters", sizeof line - 1);
-	cmd_print(ctx, "%s", line);
+	cmd_result(ctx, "%s", line);
 	cJSON_AddStringToObject(ctx->json, "text", line);
 	return CMD_RETURN_NORMAL;
 }
 
 const struct cmd_entry cmd_echo_entry = {
-	.name = "echo",
-	.alias = NULL,
-	.usage = "echo TEXT...",
-	.args = {NULL, 0, -1},
-	.summary = "print TEXT (in --json: {\"cmd\":\"echo\",\"text\":...}), e.g. to label results",
-	.exec = cmd_echo_exec,
+    .name = "echo",
+    .alias = NULL,
+    .usage = "echo TEXT...",
+    .args = {NULL, 0, -1},
+    .summary = "print TEXT (in --json: {\"cmd\":\"echo\",\"text\":...}), e.g. to label results",
+    .exec = cmd_echo_exec,
 };

@@ -20,61 +20,33 @@ struct quant_arg {
 };
 
 static dfq_status quantize_fn(struct dfq_model *m, void *arg, struct dfq_step_report *rep,
-			      struct dfq_error *err)
+                              struct dfq_error *err)
 {
 	struct quant_arg *q = arg;
 	return dfq_model_quantize(m, q->sel, &q->q, rep, err);
 }
 
 static bool quantize_row(const struct dfq_model *m, const struct dfq_step_row *r, char *buf,
-			 size_t len)
+                         size_t len)
 {
 	char a[24], b[24], c[24];
 	if (isnan(r->before))
 		snprintf(buf, len, "SQNR %s dB, max |err| %s", mc_num(r->after, a, sizeof a),
-			 mc_num(r->extra, c, sizeof c));
+		         mc_num(r->extra, c, sizeof c));
 	else
 		snprintf(buf, len, "SQNR %s dB (was %s), max |err| %s",
-			 mc_num(r->after, a, sizeof a), mc_num(r->before, b, sizeof b),
-			 mc_num(r->extra, c, sizeof c));
+		         mc_num(r->after, a, sizeof a), mc_num(r->before, b, sizeof b),
+		         mc_num(r->extra, c, sizeof c));
 	return false;
-}
-
-/* A bit width flag: 0 is allowed for abits (float activations) and bbits (float bias). */
-static bool bits_flag(struct cmd_ctx *ctx, const struct args *a, const char *name, int *out)
-{
-	const char *v = args_get(a, name);
-	if (!v)
-		return true;
-	long n;
-	bool ok = mc_parse_long(v, &n);
-	if (strcmp(name, "bbits") == 0)
-		ok = ok && (n == 0 || n == 8 || n == 16 || n == 32);
-	else
-		ok = ok && ((n >= DFQ_QBITS_MIN && n <= DFQ_QBITS_MAX) ||
-			    (n == 0 && strcmp(name, "abits") == 0));
-	if (!ok) {
-		if (strcmp(name, "bbits") == 0)
-			cmd_fail(ctx, "--bbits must be 0 (float), 8, 16 or 32, not '%s'", v);
-		else if (strcmp(name, "abits") == 0)
-			cmd_fail(ctx, "--abits must be from %d to %d (or 0: float), not '%s'",
-				 DFQ_QBITS_MIN, DFQ_QBITS_MAX, v);
-		else
-			cmd_fail(ctx, "--%s must be from %d to %d, not '%s'", name, DFQ_QBITS_MIN,
-				 DFQ_QBITS_MAX, v);
-		return false;
-	}
-	*out = (int)n;
-	return true;
 }
 
 /* The session's configuration overridden by the command's flags. */
 static bool qconfig_from_args(struct cmd_ctx *ctx, const struct args *a, struct dfq_qconfig *q)
 {
 	mc_session_qconfig(ctx->s, q);
-	if (!bits_flag(ctx, a, "wbits", &q->wbits) || !bits_flag(ctx, a, "abits", &q->abits) ||
-	    !bits_flag(ctx, a, "bbits", &q->bbits))
-		return false;
+	q->wbits = (int)args_num(a, "wbits", q->wbits);
+	q->abits = (int)args_num(a, "abits", q->abits);
+	q->bbits = (int)args_num(a, "bbits", q->bbits);
 	if (args_has(a, "sym") && args_has(a, "asym"))
 		return cmd_fail(ctx, "give --sym or --asym, not both"), false;
 	if (args_has(a, "per-channel") && args_has(a, "per-tensor"))
@@ -92,89 +64,79 @@ static bool qconfig_from_args(struct cmd_ctx *ctx, const struct args *a, struct 
 
 static enum cmd_retval cmd_quantize_exec(struct cmd_ctx *ctx, struct args *a)
 {
-	struct dfq_model *m = mc_model(ctx);
-	if (!m)
-		return CMD_RETURN_ERROR;
-	struct quant_arg qa;
+	static const struct mc_row_keys keys = {"sqnr_before", "sqnr_db", NULL, NULL, "max_err"};
+	struct quant_arg qa = {.sel = ctx->sel};
 	if (!qconfig_from_args(ctx, a, &qa.q))
 		return CMD_RETURN_ERROR;
-	bool *sel = mc_targets(ctx, m, a->npos, a->pos);
-	if (!sel)
-		return CMD_RETURN_ERROR;
-	qa.sel = sel;
 	struct dfq_step_report rep;
 	enum cmd_retval rv = mc_run_step(ctx, true, quantize_fn, &qa, &rep);
-	free(sel);
 	if (rv != CMD_RETURN_NORMAL)
 		return rv;
-	static const struct mc_row_keys keys = {"sqnr_before", "sqnr_db", NULL, NULL, "max_err"};
-	mc_print_report(ctx, ctx->s->model, &rep, quantize_row, &keys);
-	char cfg[96];
+	/* The core's summary may end in "; N activation tensors ... stay float":
+	 * the CLI says that itself, naming them. */
+	char *tail = strstr(rep.summary, "; ");
+	if (tail)
+		*tail = '\0';
+	mc_print_report(ctx, &rep, quantize_row, &keys);
+	char cfg[96], floats[1024];
 	cJSON_AddStringToObject(ctx->json, "config", mc_qconfig_str(&qa.q, cfg, sizeof cfg));
 	cJSON_AddNumberToObject(ctx->json, "wbits", qa.q.wbits);
 	cJSON_AddNumberToObject(ctx->json, "abits", qa.q.abits);
 	cJSON_AddNumberToObject(ctx->json, "bbits", qa.q.bbits);
+	cJSON *names = cJSON_AddArrayToObject(ctx->json, "float_activations");
+	if (mc_float_points(ctx->s->model, floats, sizeof floats, names) > 0)
+		mc_print_lines(ctx, "warning: ", "         ", floats);
 	dfq_step_report_free(&rep);
 	return CMD_RETURN_NORMAL;
 }
 
 /* clang-format off */
 static const struct args_flag quantize_flags[] = {
-	{"wbits", true, NULL},
-	{"abits", true, NULL},
-	{"bbits", true, NULL},
-	{"per-channel", false, NULL},
-	{"per-tensor", false, NULL},
-	{"sym", false, NULL},
-	{"asym", false, NULL},
-	{NULL, false, NULL},
+	{"wbits", true, NULL, &cli_wbits_num},
+	{"abits", true, NULL, &cli_abits_num},
+	{"bbits", true, NULL, &cli_bbits_num},
+	{"per-channel", false, NULL, NULL},
+	{"per-tensor", false, NULL, NULL},
+	{"sym", false, NULL, NULL},
+	{"asym", false, NULL, NULL},
+	{NULL, false, NULL, NULL},
 };
 /* clang-format on */
 
 const struct cmd_entry cmd_quantize_entry = {
-	.name = "quantize",
-	.alias = NULL,
-	.usage = "quantize LAYER...|all [--wbits N] [--abits N] [--bbits N] "
-		 "[--per-channel|--per-tensor] [--sym|--asym]",
-	.args = {quantize_flags, 1, -1, ARGS_TARGET, NULL},
-	.summary = "fake-quantize the weights (and output activations) of layers",
-	.exec = cmd_quantize_exec,
+    .name = "quantize",
+    .alias = NULL,
+    .usage = "quantize TARGET... [--wbits N] [--abits N] [--bbits N] "
+             "[--per-channel|--per-tensor] [--sym|--asym]",
+    .args = {quantize_flags, 1, -1, ARGS_TARGET, NULL},
+    .summary = "fake-quantize the weights (and output activations) of layers",
+    .exec = cmd_quantize_exec,
+    .flags = CMD_NEEDS_MODEL | CMD_STEP,
 };
 
 static dfq_status dequantize_fn(struct dfq_model *m, void *arg, struct dfq_step_report *rep,
-				struct dfq_error *err)
+                                struct dfq_error *err)
 {
 	return dfq_model_dequantize(m, arg, rep, err);
 }
 
 static enum cmd_retval cmd_dequantize_exec(struct cmd_ctx *ctx, struct args *a)
 {
-	struct dfq_model *m = mc_model(ctx);
-	if (!m)
-		return CMD_RETURN_ERROR;
-	static char all[] = "all";
-	char *def[] = {all};
-	bool *sel = a->npos ? mc_targets(ctx, m, a->npos, a->pos) : mc_targets(ctx, m, 1, def);
-	if (!sel)
-		return CMD_RETURN_ERROR;
-	struct dfq_step_report rep;
-	enum cmd_retval rv = mc_run_step(ctx, false, dequantize_fn, sel, &rep);
-	free(sel);
-	if (rv != CMD_RETURN_NORMAL)
-		return rv;
 	static const struct mc_row_keys keys = {NULL, NULL, NULL, NULL, "wbits_before"};
-	mc_print_report(ctx, ctx->s->model, &rep, NULL, &keys);
+	struct dfq_step_report rep;
+	enum cmd_retval rv = mc_step(ctx, false, dequantize_fn, ctx->sel, NULL, &keys, &rep);
 	dfq_step_report_free(&rep);
-	return CMD_RETURN_NORMAL;
+	return rv;
 }
 
 const struct cmd_entry cmd_dequantize_entry = {
-	.name = "dequantize",
-	.alias = NULL,
-	.usage = "dequantize [LAYER...|all]",
-	.args = {NULL, 0, -1, ARGS_TARGET, NULL},
-	.summary = "back to float weights and activations for layers (default: all)",
-	.exec = cmd_dequantize_exec,
+    .name = "dequantize",
+    .alias = NULL,
+    .usage = "dequantize [TARGET...]",
+    .args = {NULL, 0, -1, ARGS_TARGET, NULL},
+    .summary = "back to float weights and activations for layers (default: all)",
+    .exec = cmd_dequantize_exec,
+    .flags = CMD_NEEDS_MODEL | CMD_TARGET_ALL | CMD_STEP,
 };
 
 /* --- the calibration slice --------------------------------------------------------- */
@@ -206,12 +168,11 @@ static bool calib_open(struct cmd_ctx *ctx, const struct args *a, struct calib *
 	struct session *s = ctx->s;
 	memset(c, 0, sizeof *c);
 	if (!s->data)
-		return cmd_fail(ctx, "no data set; use 'data SPEC' first (e.g. 'data fmnist')"),
-		       false;
+		return cmd_fail(ctx, CLI_MSG_NO_DATA), false;
 	const struct dfq_graph *g = s->model->g;
 	if (g->ninputs != 1)
 		return cmd_fail(ctx, "data passes need a model with one input; this one has %d",
-				g->ninputs),
+		                g->ninputs),
 		       false;
 	struct dfq_error err;
 	const struct dfq_value *in = &g->values[g->inputs[0]];
@@ -220,17 +181,19 @@ static bool calib_open(struct cmd_ctx *ctx, const struct args *a, struct calib *
 	int64_t avail = dfq_data_count(s->data, DFQ_SPLIT_CALIB);
 	if (avail <= 0)
 		return cmd_fail(ctx,
-				"the data set has no calibration slice (see 'data ... --calib N')"),
+		                "the data set has no calibration slice (see 'data ... --calib N')"),
 		       false;
-	long n = (long)avail;
-	if (a && !mc_flag_long(ctx, a, "n", 1, (long)avail, &n))
+	/* --n is a whole number >= 1 (args_parse); at most what there is. */
+	const struct num_spec upto = {.whole = true, .lo = 1, .hi = (double)avail};
+	double n = (double)avail;
+	if (a && args_get(a, "n") && !cmd_num(ctx, "--n", args_get(a, "n"), &upto, &n))
 		return false;
 	c->d = s->data;
-	c->n = n;
+	c->n = (int64_t)n;
 	c->batch = s->set.batch > 0 ? s->set.batch : 64;
 	c->nbatches = (c->n + c->batch - 1) / c->batch;
 	c->cache =
-		c->n * dfq_data_sample_numel(s->data) * (int64_t)sizeof(float) <= CALIB_CACHE_BYTES;
+	    c->n * dfq_data_sample_numel(s->data) * (int64_t)sizeof(float) <= CALIB_CACHE_BYTES;
 	c->held = calloc((size_t)(c->cache ? c->nbatches : 1), sizeof *c->held);
 	if (!c->held)
 		return cmd_fail(ctx, "out of memory"), false;
@@ -238,7 +201,7 @@ static bool calib_open(struct cmd_ctx *ctx, const struct args *a, struct calib *
 }
 
 static dfq_status calib_get(struct calib *c, int64_t index, const struct dfq_tensor **x,
-			    struct dfq_error *err)
+                            struct dfq_error *err)
 {
 	*x = NULL;
 	if (index < 0 || index >= c->nbatches)
@@ -264,29 +227,19 @@ static dfq_status calib_get(struct calib *c, int64_t index, const struct dfq_ten
 }
 
 static dfq_status calib_next(void *user, int64_t index, const struct dfq_tensor **x,
-			     struct dfq_error *err)
+                             struct dfq_error *err)
 {
 	return calib_get(user, index, x, err);
 }
 
 /* --- measure ---------------------------------------------------------------------- */
 
-static const char *point_label(const struct dfq_model *m, const struct dfq_apoint *p, char *buf,
-			       size_t len)
-{
-	if (p->kind == DFQ_APOINT_LAYER)
-		snprintf(buf, len, "%s", mc_layer_name(m, p->layer));
-	else
-		snprintf(buf, len, "%s", m->g->values[p->vi].name);
-	return buf;
-}
-
 static int point_width(const struct dfq_model *m)
 {
 	int w = mc_name_width(m);
 	for (int i = 0; i < m->npoints; i++) {
 		char b[160];
-		int n = (int)strlen(point_label(m, &m->points[i], b, sizeof b));
+		int n = (int)strlen(mc_point_label(m, &m->points[i], b, sizeof b));
 		w = n > w ? n : w;
 	}
 	return w > 48 ? 48 : w;
@@ -309,7 +262,7 @@ static void point_json(cJSON *arr, const struct dfq_model *m, int i)
 	char b[160];
 	cJSON_AddNumberToObject(o, "point", i);
 	cJSON_AddStringToObject(o, "kind", dfq_apoint_kind_name(p->kind));
-	cJSON_AddStringToObject(o, "name", point_label(m, p, b, sizeof b));
+	cJSON_AddStringToObject(o, "name", mc_point_label(m, p, b, sizeof b));
 	cJSON_AddStringToObject(o, "tensor", m->g->values[p->vi].name);
 	if (p->layer >= 0)
 		cJSON_AddNumberToObject(o, "layer", p->layer);
@@ -331,20 +284,20 @@ static void print_points(struct cmd_ctx *ctx, const struct dfq_model *m, bool da
 	int w = point_width(m);
 	cJSON *arr = cJSON_AddArrayToObject(ctx->json, "points");
 	if (data)
-		cmd_print(ctx, "  %-6s  %-*s  %-22s  %-22s  %-22s", "kind", w, "tensor", "minmax",
-			  "global", "percentile");
+		cmd_detail(ctx, "  %-6s  %-*s  %-22s  %-22s  %-22s", "kind", w, "tensor", "minmax",
+		           "global", "percentile");
 	else
-		cmd_print(ctx, "  %-6s  %-*s  %-22s  %s", "kind", w, "tensor", "bn range", "used");
+		cmd_detail(ctx, "  %-6s  %-*s  %-22s  %s", "kind", w, "tensor", "bn range", "used");
 	for (int i = 0; i < m->npoints; i++) {
 		const struct dfq_apoint *p = &m->points[i];
 		char b[160], r1[48], r2[48], r3[48];
-		point_label(m, p, b, sizeof b);
+		mc_point_label(m, p, b, sizeof b);
 		if (data) {
 			range_text(&p->minmax, r1, sizeof r1);
 			range_text(&p->global, r2, sizeof r2);
 			range_text(&p->pct, r3, sizeof r3);
-			cmd_print(ctx, "  %-6s  %-*.*s  %-22s  %-22s  %-22s",
-				  dfq_apoint_kind_name(p->kind), w, w, b, r1, r2, r3);
+			cmd_detail(ctx, "  %-6s  %-*.*s  %-22s  %-22s  %-22s",
+			           dfq_apoint_kind_name(p->kind), w, w, b, r1, r2, r3);
 		} else {
 			range_text(&p->bn, r1, sizeof r1);
 			/* An input has no BN range; its given one (from the data
@@ -354,8 +307,9 @@ static void print_points(struct cmd_ctx *ctx, const struct dfq_model *m, bool da
 				r2[0] = ' ';
 				range_text(&p->given, r2 + 1, sizeof r2 - 1);
 			}
-			cmd_print(ctx, "  %-6s  %-*.*s  %-22s  %s%s", dfq_apoint_kind_name(p->kind),
-				  w, w, b, r1, dfq_range_src_name(p->used), r2);
+			cmd_detail(ctx, "  %-6s  %-*.*s  %-22s  %s%s",
+			           dfq_apoint_kind_name(p->kind), w, w, b, r1,
+			           dfq_range_src_name(p->used), r2);
 		}
 		if (arr)
 			point_json(arr, m, i);
@@ -378,7 +332,7 @@ static enum cmd_retval measure_bn(struct cmd_ctx *ctx, struct dfq_model *m)
 }
 
 bool mc_measure_data(struct cmd_ctx *ctx, struct dfq_model *m, const struct args *a,
-		     int64_t *samples)
+                     int64_t *samples)
 {
 	struct calib c;
 	struct dfq_error err;
@@ -412,10 +366,10 @@ static enum cmd_retval measure_data(struct cmd_ctx *ctx, struct dfq_model *m, co
 		return CMD_RETURN_ERROR;
 	print_points(ctx, m, true);
 	cmd_print(ctx, "measured %d activation tensors on %lld calibration samples", m->npoints,
-		  (long long)n);
+	          (long long)n);
 	if (m->range_src == DFQ_RANGE_BN && m->has_stats)
 		cmd_print(ctx, "note: act-range is bn, so quantization keeps the BN ranges where "
-			       "there are any; 'set act-range minmax' uses these");
+		               "there are any; 'set act-range minmax' uses these");
 	cJSON_AddNumberToObject(ctx->json, "samples", (double)n);
 	cJSON_AddStringToObject(ctx->json, "act_range", dfq_range_src_name(m->range_src));
 	return CMD_RETURN_NORMAL;
@@ -423,9 +377,7 @@ static enum cmd_retval measure_data(struct cmd_ctx *ctx, struct dfq_model *m, co
 
 static enum cmd_retval cmd_measure_exec(struct cmd_ctx *ctx, struct args *a)
 {
-	struct dfq_model *m = mc_model(ctx);
-	if (!m)
-		return CMD_RETURN_ERROR;
+	struct dfq_model *m = ctx->s->model;
 	const char *what = a->npos ? a->pos[0] : (m->range_src == DFQ_RANGE_BN ? "bn" : "data");
 	cJSON_AddStringToObject(ctx->json, "source", what);
 	if (strcmp(what, "bn") == 0) {
@@ -438,51 +390,55 @@ static enum cmd_retval cmd_measure_exec(struct cmd_ctx *ctx, struct args *a)
 	return cmd_fail(ctx, "measure: '%s' is not a source; use bn or data", what);
 }
 
+/* --n of the calibration slice (calib_open checks it is no more than there is) */
+static const struct num_spec n_num = {.whole = true, .lo = 1, .hi = INFINITY};
+
 static const struct args_flag n_flags[] = {
-	{"n", true, NULL},
-	{NULL, false, NULL},
+    {"n", true, NULL, &n_num},
+    {NULL, false, NULL, NULL},
 };
 
 static const char *const measure_words[] = {"bn", "data", NULL};
 
 const struct cmd_entry cmd_measure_entry = {
-	.name = "measure",
-	.alias = NULL,
-	.usage = "measure [bn|data] [--n N]",
-	.args = {n_flags, 0, 1, ARGS_CHOICE, measure_words},
-	.summary = "activation ranges (QuantMeasure): data-free from BatchNorm, or from data",
-	.exec = cmd_measure_exec,
+    .name = "measure",
+    .alias = NULL,
+    .usage = "measure [bn|data] [--n N]",
+    .args = {n_flags, 0, 1, ARGS_CHOICE, measure_words},
+    .summary = "activation ranges (QuantMeasure): data-free from BatchNorm, or from data",
+    .exec = cmd_measure_exec,
+    .flags = CMD_NEEDS_MODEL | CMD_STEP,
 };
 
 /* --- biascorr -------------------------------------------------------------------- */
 
 static dfq_status biascorr_fn(struct dfq_model *m, void *arg, struct dfq_step_report *rep,
-			      struct dfq_error *err)
+                              struct dfq_error *err)
 {
 	return dfq_model_biascorr_analytic(m, arg, rep, err);
 }
 
 static bool biascorr_row(const struct dfq_model *m, const struct dfq_step_row *r, char *buf,
-			 size_t len)
+                         size_t len)
 {
 	char a[24], b[24], c[24];
 	snprintf(buf, len, "expected error %s -> %s (max correction %s)",
-		 mc_num(r->before, a, sizeof a), mc_num_small(r->after, r->before, b, sizeof b),
-		 mc_num(r->extra, c, sizeof c));
+	         mc_num(r->before, a, sizeof a), mc_num_small(r->after, r->before, b, sizeof b),
+	         mc_num(r->extra, c, sizeof c));
 	return true;
 }
 
 static bool biascorr_emp_row(const struct dfq_model *m, const struct dfq_step_row *r, char *buf,
-			     size_t len)
+                             size_t len)
 {
 	char a[24], b[24];
 	snprintf(buf, len, "mean error %s, correction %s", mc_num(r->before, a, sizeof a),
-		 mc_num(r->after, b, sizeof b));
+	         mc_num(r->after, b, sizeof b));
 	return true;
 }
 
 static enum cmd_retval biascorr_empirical(struct cmd_ctx *ctx, struct dfq_model *m, const bool *sel,
-					  const struct args *a)
+                                          const struct args *a)
 {
 	struct calib c;
 	struct dfq_error err;
@@ -495,17 +451,17 @@ static enum cmd_retval biascorr_empirical(struct cmd_ctx *ctx, struct dfq_model 
 	struct dfq_step_report rep;
 	dfq_step_report_init(&rep);
 	cli_interrupt_catch(true);
-	dfq_status st = ex ? dfq_model_biascorr_empirical(m, ex, sel, calib_next, &c, &rep, &err)
-			   : err.status;
+	dfq_status st =
+	    ex ? dfq_model_biascorr_empirical(m, ex, sel, calib_next, &c, &rep, &err) : err.status;
 	cli_interrupt_catch(false);
 	bool stopped = c.interrupted;
 	calib_free(&c);
 	if (st != DFQ_OK)
 		return cmd_fail(ctx, "%s",
-				stopped ? "biascorr interrupted; nothing changed" : err.msg);
+		                stopped ? "biascorr interrupted; nothing changed" : err.msg);
 	session_model_changed(ctx->s);
 	static const struct mc_row_keys keys = {"mean_err", "correction", NULL, NULL, "samples"};
-	mc_print_report(ctx, m, &rep, biascorr_emp_row, &keys);
+	mc_print_report(ctx, &rep, biascorr_emp_row, &keys);
 	cJSON_AddBoolToObject(ctx->json, "empirical", true);
 	cJSON_AddNumberToObject(ctx->json, "samples", (double)c.n);
 	dfq_step_report_free(&rep);
@@ -514,48 +470,35 @@ static enum cmd_retval biascorr_empirical(struct cmd_ctx *ctx, struct dfq_model 
 
 static enum cmd_retval cmd_biascorr_exec(struct cmd_ctx *ctx, struct args *a)
 {
-	struct dfq_model *m = mc_model(ctx);
-	if (!m)
-		return CMD_RETURN_ERROR;
+	static const struct mc_row_keys keys = {"err_before", "err_after", NULL, NULL,
+	                                        "max_correction"};
 	if (args_get(a, "n") && !args_has(a, "empirical"))
 		return cmd_fail(ctx,
-				"--n goes with --empirical (analytic correction reads no data)");
-	bool *sel = mc_targets(ctx, m, a->npos, a->pos);
-	if (!sel)
-		return CMD_RETURN_ERROR;
-	enum cmd_retval rv;
-	if (args_has(a, "empirical")) {
-		rv = biascorr_empirical(ctx, m, sel, a);
-		free(sel);
-		return rv;
-	}
+		                "--n goes with --empirical (analytic correction reads no data)");
+	if (args_has(a, "empirical"))
+		return biascorr_empirical(ctx, ctx->s->model, ctx->sel, a);
 	struct dfq_step_report rep;
-	rv = mc_run_step(ctx, true, biascorr_fn, sel, &rep);
-	free(sel);
-	if (rv != CMD_RETURN_NORMAL)
-		return rv;
-	static const struct mc_row_keys keys = {"err_before", "err_after", NULL, NULL,
-						"max_correction"};
-	mc_print_report(ctx, ctx->s->model, &rep, biascorr_row, &keys);
+	enum cmd_retval rv = mc_step(ctx, true, biascorr_fn, ctx->sel, biascorr_row, &keys, &rep);
 	cJSON_AddBoolToObject(ctx->json, "empirical", false);
 	cJSON_AddBoolToObject(ctx->json, "has_stats", rep.has_stats);
 	dfq_step_report_free(&rep);
-	return CMD_RETURN_NORMAL;
+	return rv;
 }
 
 static const struct args_flag biascorr_flags[] = {
-	{"empirical", false, NULL},
-	{"n", true, NULL},
-	{NULL, false, NULL},
+    {"empirical", false, NULL, NULL},
+    {"n", true, NULL, &n_num},
+    {NULL, false, NULL, NULL},
 };
 
 const struct cmd_entry cmd_biascorr_entry = {
-	.name = "biascorr",
-	.alias = NULL,
-	.usage = "biascorr LAYER...|all [--empirical [--n N]]",
-	.args = {biascorr_flags, 1, -1, ARGS_TARGET, NULL},
-	.summary = "bias correction: analytic from BN statistics, or empirical from data",
-	.exec = cmd_biascorr_exec,
+    .name = "biascorr",
+    .alias = NULL,
+    .usage = "biascorr TARGET... [--empirical [--n N]]",
+    .args = {biascorr_flags, 1, -1, ARGS_TARGET, NULL},
+    .summary = "bias correction: analytic from BN statistics, or empirical from data",
+    .exec = cmd_biascorr_exec,
+    .flags = CMD_NEEDS_MODEL | CMD_STEP,
 };
 
 /* --- error ------------------------------------------------------------------------ */
@@ -570,17 +513,17 @@ static void print_values(struct cmd_ctx *ctx, const struct dfq_tensor *t, int64_
 	int64_t n = t->numel < max ? t->numel : max;
 	for (int64_t i = 0; i < n && used < sizeof line; i++)
 		used += (size_t)snprintf(line + used, sizeof line - used, "%s%.4g", i ? " " : "",
-					 (double)x[i]);
+		                         (double)x[i]);
 	if (n < t->numel)
-		cmd_print(ctx,
-			  "  %s ... (%lld values in all; --out FILE.npy or --json for every one)",
-			  line, (long long)t->numel);
+		cmd_result(ctx,
+		           "  %s ... (%lld values in all; --out FILE.npy or --json for every one)",
+		           line, (long long)t->numel);
 	else
-		cmd_print(ctx, "  %s", line);
+		cmd_result(ctx, "  %s", line);
 }
 
 static void error_json(struct cmd_ctx *ctx, const struct dfq_tensor *t,
-		       const struct dfq_qerr_stats *st)
+                       const struct dfq_qerr_stats *st)
 {
 	cJSON *j = ctx->json;
 	if (!j)
@@ -607,16 +550,14 @@ static void error_json(struct cmd_ctx *ctx, const struct dfq_tensor *t,
 
 static enum cmd_retval cmd_error_exec(struct cmd_ctx *ctx, struct args *a)
 {
-	struct dfq_model *m = mc_model(ctx);
-	if (!m)
-		return CMD_RETURN_ERROR;
+	struct dfq_model *m = ctx->s->model;
 	struct dfq_error err;
 	dfq_error_clear(&err);
 	dfq_qerr_reduce red = DFQ_QERR_CHANNEL;
 	const char *rs = args_get(a, "reduce");
 	if (rs && dfq_qerr_reduce_parse(rs, &red, &err) != DFQ_OK)
 		return cmd_fail(ctx, "%s", err.msg);
-	int li = mc_one_layer(ctx, m, a->pos[0]);
+	int li = mc_one_target(ctx);
 	if (li < 0)
 		return CMD_RETURN_ERROR;
 	const struct dfq_layer *L = &m->layers[li];
@@ -634,12 +575,12 @@ static enum cmd_retval cmd_error_exec(struct cmd_ctx *ctx, struct args *a)
 	struct dfq_shape sh;
 	dfq_tensor_shape(eps, &sh);
 	mc_qconfig_str(L->quantized ? &L->q : &q, cfg, sizeof cfg);
-	cmd_print(ctx, "%s: %s%s", mc_layer_name(m, li), cfg,
-		  L->quantized ? "" : " (not quantized: the error it would have)");
-	cmd_print(ctx, "  SQNR %.2f dB, max |err| %.4g, mean |err| %.4g, mean err %.4g, rms %.4g",
-		  st.sqnr_db, st.max_abs, st.mean_abs, st.mean, st.rms);
-	cmd_print(ctx, "  reduce %s: %s", dfq_qerr_reduce_name(red),
-		  dfq_shape_str(&sh, shape, sizeof shape));
+	cmd_result(ctx, "%s: %s%s", mc_layer_name(m, li), cfg,
+	           L->quantized ? "" : " (not quantized: the error it would have)");
+	cmd_result(ctx, "  SQNR %.2f dB, max |err| %.4g, mean |err| %.4g, mean err %.4g, rms %.4g",
+	           st.sqnr_db, st.max_abs, st.mean_abs, st.mean, st.rms);
+	cmd_result(ctx, "  reduce %s: %s", dfq_qerr_reduce_name(red),
+	           dfq_shape_str(&sh, shape, sizeof shape));
 	print_values(ctx, eps, 16);
 	cJSON_AddNumberToObject(ctx->json, "layer", li);
 	cJSON_AddStringToObject(ctx->json, "name", mc_layer_name(m, li));
@@ -660,16 +601,17 @@ static enum cmd_retval cmd_error_exec(struct cmd_ctx *ctx, struct args *a)
 static const char *const reduce_words[] = {"none", "sum", "mean", "channel", "spatial", NULL};
 
 static const struct args_flag error_flags[] = {
-	{"reduce", true, reduce_words},
-	{"out", true, NULL},
-	{NULL, false, NULL},
+    {"reduce", true, reduce_words, NULL},
+    {"out", true, NULL, NULL},
+    {NULL, false, NULL, NULL},
 };
 
 const struct cmd_entry cmd_error_entry = {
-	.name = "error",
-	.alias = NULL,
-	.usage = "error LAYER [--reduce none|sum|mean|channel|spatial] [--out FILE.npy]",
-	.args = {error_flags, 1, 1, ARGS_TARGET, NULL},
-	.summary = "weight quantization error of a layer: SQNR, max, mean, per channel",
-	.exec = cmd_error_exec,
+    .name = "error",
+    .alias = NULL,
+    .usage = "error LAYER [--reduce none|sum|mean|channel|spatial] [--out FILE.npy]",
+    .args = {error_flags, 1, 1, ARGS_TARGET, NULL},
+    .summary = "weight quantization error of a layer: SQNR, max, mean, per channel",
+    .exec = cmd_error_exec,
+    .flags = CMD_NEEDS_MODEL,
 };

@@ -9,30 +9,12 @@
 #include "dfq/dfq_text.h"
 
 const struct cmd_entry *const cmd_table[] = {
-	&cmd_load_entry,
-	&cmd_infer_entry,
-	&cmd_data_entry,
-	&cmd_eval_entry,
-	&cmd_layers_entry,
-	&cmd_info_entry,
-	&cmd_fold_entry,
-	&cmd_relu6_entry,
-	&cmd_clip_entry,
-	&cmd_equalize_entry,
-	&cmd_absorb_entry,
-	&cmd_quantize_entry,
-	&cmd_dequantize_entry,
-	&cmd_measure_entry,
-	&cmd_biascorr_entry,
-	&cmd_error_entry,
-	&cmd_reset_entry,
-	&cmd_set_entry,
-	&cmd_show_entry,
-	&cmd_source_entry,
-	&cmd_echo_entry,
-	&cmd_help_entry,
-	&cmd_quit_entry,
-	NULL,
+    &cmd_load_entry,       &cmd_infer_entry,    &cmd_data_entry,     &cmd_eval_entry,
+    &cmd_layers_entry,     &cmd_info_entry,     &cmd_fold_entry,     &cmd_relu6_entry,
+    &cmd_clip_entry,       &cmd_equalize_entry, &cmd_absorb_entry,   &cmd_quantize_entry,
+    &cmd_dequantize_entry, &cmd_measure_entry,  &cmd_biascorr_entry, &cmd_error_entry,
+    &cmd_reset_entry,      &cmd_set_entry,      &cmd_show_entry,     &cmd_source_entry,
+    &cmd_echo_entry,       &cmd_help_entry,     &cmd_quit_entry,     NULL,
 };
 
 /* --- lookup ------------------------------------------------------------- */
@@ -65,8 +47,8 @@ const char *cmd_alias_list(const struct cmd_entry *e, char *buf, size_t len)
 	size_t used = 0;
 	buf[0] = '\0';
 	for (const char *const *a = e->alias; a && *a && used < len; a++)
-		used += (size_t)snprintf(buf + used, len - used, "%s%s", a == e->alias ? "" : ", ",
-					 *a);
+		used +=
+		    (size_t)snprintf(buf + used, len - used, "%s%s", a == e->alias ? "" : ", ", *a);
 	return buf;
 }
 
@@ -119,7 +101,7 @@ const struct cmd_entry *cmd_find(const char *word, char *why, size_t len)
 		nfound++;
 		if (used < sizeof list)
 			used += (size_t)snprintf(list + used, sizeof list - used, "%s%s",
-						 nfound > 1 ? ", " : "", e->name);
+			                         nfound > 1 ? ", " : "", e->name);
 	}
 	if (nfound == 1)
 		return found;
@@ -225,7 +207,7 @@ static bool split_line(const char *line, struct cmd_list *out, char *why, size_t
 			}
 			if (!*p) {
 				snprintf(why, len, "unterminated %s quote",
-					 q == '"' ? "double" : "single");
+				         q == '"' ? "double" : "single");
 				free(buf);
 				cmd_list_free(out);
 				return false;
@@ -244,10 +226,115 @@ static bool split_line(const char *line, struct cmd_list *out, char *why, size_t
 	return ok;
 }
 
+/* --- the command as typed ------------------------------------------------ */
+
+/* Characters a word may hold without quotes: split_line() splits or
+ * unquotes at no other. */
+static bool plain_char(char c)
+{
+	return strchr(" \t\r\n;'\"\\", c) == NULL;
+}
+
+char *cmd_join_argv(int argc, char *const *argv)
+{
+	/* Worst case: every character becomes '\'' (4), plus quotes and blanks. */
+	size_t cap = 1;
+	for (int i = 0; i < argc; i++)
+		cap += 4 * strlen(argv[i]) + 3;
+	char *out = malloc(cap), *p = out;
+	if (!out)
+		return NULL;
+	for (int i = 0; i < argc; i++) {
+		const char *w = argv[i];
+		bool plain = *w != '\0' && *w != '#';
+		for (const char *c = w; plain && *c; c++)
+			plain = plain_char(*c);
+		if (i)
+			*p++ = ' ';
+		if (plain) {
+			p += sprintf(p, "%s", w);
+			continue;
+		}
+		/* 'single quotes' are literal; a quote itself is written '\'' */
+		*p++ = '\'';
+		for (const char *c = w; *c; c++) {
+			if (*c == '\'')
+				p += sprintf(p, "'\\''");
+			else
+				*p++ = *c;
+		}
+		*p++ = '\'';
+	}
+	*p = '\0';
+	return out;
+}
+
 /* --- running ------------------------------------------------------------ */
 
-enum cmd_retval cmd_run_argv(struct session *s, int argc, char **argv, const char *file,
-			     int lineno)
+/* What the entry needs that the session lacks: one line, the same for every
+ * command.  False after reporting. */
+static bool check_needs(struct cmd_ctx *ctx)
+{
+	unsigned f = ctx->entry->flags;
+	bool target = ctx->entry->args.kind == ARGS_TARGET;
+	if ((f & CMD_NEEDS_MODEL || target) && !ctx->s->model)
+		return cmd_fail(ctx, CLI_MSG_NO_MODEL), false;
+	if (f & CMD_NEEDS_DATA && !ctx->s->data)
+		return cmd_fail(ctx, CLI_MSG_NO_DATA), false;
+	return true;
+}
+
+/* The layers the TARGET positionals name (all of the non-trailing ones;
+ * "all" for CMD_TARGET_ALL entries when there are none) into ctx->sel.
+ * False after reporting. */
+static bool resolve_targets(struct cmd_ctx *ctx, struct args *a)
+{
+	const struct cmd_entry *e = ctx->entry;
+	if (e->args.kind != ARGS_TARGET)
+		return true;
+	static char all[] = "all";
+	static char *const all_targets[] = {all};
+	int n = a->npos - e->args.trailing;
+	char *const *specs = a->pos;
+	if (n <= 0) {
+		if (!(e->flags & CMD_TARGET_ALL))
+			return true;
+		specs = all_targets;
+		n = 1;
+	}
+	const struct dfq_model *m = ctx->s->model;
+	if (m->nlayers == 0)
+		return cmd_fail(ctx, "the model has no Conv, Gemm or MatMul layers with constant "
+		                     "weights"),
+		       false;
+	ctx->sel = calloc((size_t)m->nlayers, sizeof *ctx->sel);
+	if (!ctx->sel)
+		return cmd_fail(ctx, "out of memory"), false;
+	struct dfq_error err;
+	dfq_error_clear(&err);
+	if (dfq_model_parse_targets(m, n, (const char *const *)specs, ctx->sel, &err) != DFQ_OK)
+		return cmd_fail(ctx, "%s", err.msg), false;
+	ctx->targets = specs;
+	ctx->ntargets = n;
+	for (int i = 0; i < m->nlayers; i++)
+		ctx->nsel += ctx->sel[i];
+	return true;
+}
+
+/* The command's exec; for a CMD_STEP entry between the step history's hooks. */
+static enum cmd_retval run_exec(struct cmd_ctx *ctx, struct args *a)
+{
+	const struct cmd_entry *e = ctx->entry;
+	if (!(e->flags & CMD_STEP))
+		return e->exec(ctx, a);
+	if (!session_step_begin(ctx))
+		return CMD_RETURN_ERROR;
+	enum cmd_retval rv = e->exec(ctx, a);
+	session_step_end(ctx, rv);
+	return rv;
+}
+
+enum cmd_retval cmd_run_argv(struct session *s, int argc, char **argv, const char *file, int lineno)
 {
 	struct cmd_ctx ctx = {.s = s, .word = argv[0], .file = file, .line = lineno};
 	char why[768];
@@ -264,17 +351,22 @@ enum cmd_retval cmd_run_argv(struct session *s, int argc, char **argv, const cha
 		s->had_error = true;
 		return CMD_RETURN_ERROR;
 	}
+	ctx.line_text = cmd_join_argv(argc, argv);
 	if (s->json) {
 		ctx.json = cJSON_CreateObject();
 		cJSON_AddStringToObject(ctx.json, "cmd", e->name);
 	}
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	enum cmd_retval rv = e->exec(&ctx, &a);
+	enum cmd_retval rv = CMD_RETURN_ERROR;
+	if (!ctx.line_text)
+		cmd_fail(&ctx, "out of memory");
+	else if (check_needs(&ctx) && resolve_targets(&ctx, &a))
+		rv = run_exec(&ctx, &a);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	if (rv == CMD_RETURN_NORMAL && s->set.timing) {
 		double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
-			    (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6;
+		            (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6;
 		cmd_print(&ctx, "(%.1f ms)", ms);
 		cJSON_AddNumberToObject(ctx.json, "ms", ms);
 	}
@@ -288,11 +380,14 @@ enum cmd_retval cmd_run_argv(struct session *s, int argc, char **argv, const cha
 	}
 	fflush(stdout);
 	cJSON_Delete(ctx.json);
+	free(ctx.sel);
+	free(ctx.line_text);
 	args_free(&a);
 	return rv;
 }
 
-enum cmd_retval cmd_run_line(struct session *s, const char *line, const char *file, int lineno)
+enum cmd_retval cmd_run_line(struct session *s, const char *line, const char *file, int lineno,
+                             bool script)
 {
 	struct cmd_list l;
 	char why[256];
@@ -300,21 +395,24 @@ enum cmd_retval cmd_run_line(struct session *s, const char *line, const char *fi
 		struct cmd_ctx ctx = {.s = s, .file = file, .line = lineno};
 		cmd_error(&ctx, "%s", why);
 		s->had_error = true;
-		return CMD_RETURN_ERROR;
+		return script && !s->set.errexit ? CMD_RETURN_NORMAL : CMD_RETURN_ERROR;
 	}
 	enum cmd_retval rv = CMD_RETURN_NORMAL;
-	for (int i = 0; i < l.n && rv == CMD_RETURN_NORMAL; i++)
+	for (int i = 0; i < l.n; i++) {
 		rv = cmd_run_argv(s, l.cmds[i].argc, l.cmds[i].argv, file, lineno);
+		if (rv == CMD_RETURN_QUIT)
+			break;
+		/* A script's commands are units: with errexit off the next one
+		 * runs, on this line or the next.  At the prompt (as in tmux) a
+		 * failure drops the rest of the line. */
+		if (rv == CMD_RETURN_ERROR) {
+			if (!script || s->set.errexit)
+				break;
+			rv = CMD_RETURN_NORMAL;
+		}
+	}
 	cmd_list_free(&l);
 	return rv;
-}
-
-/* One script line's outcome: go on, or stop with rv. */
-static bool script_should_stop(struct session *s, enum cmd_retval rv)
-{
-	if (rv == CMD_RETURN_QUIT)
-		return true;
-	return rv == CMD_RETURN_ERROR && s->set.errexit;
 }
 
 enum cmd_retval cmd_run_stream(struct session *s, FILE *fp, const char *name)
@@ -323,13 +421,8 @@ enum cmd_retval cmd_run_stream(struct session *s, FILE *fp, const char *name)
 	size_t cap = 0;
 	int lineno = 0;
 	enum cmd_retval rv = CMD_RETURN_NORMAL;
-	while (getline(&line, &cap, fp) >= 0) {
-		lineno++;
-		rv = cmd_run_line(s, line, name, lineno);
-		if (script_should_stop(s, rv))
-			break;
-		rv = CMD_RETURN_NORMAL;
-	}
+	while (rv == CMD_RETURN_NORMAL && getline(&line, &cap, fp) >= 0)
+		rv = cmd_run_line(s, line, name, ++lineno, true);
 	free(line);
 	return rv;
 }
@@ -344,12 +437,9 @@ enum cmd_retval cmd_run_string(struct session *s, const char *text)
 	}
 	enum cmd_retval rv = CMD_RETURN_NORMAL;
 	char *save = NULL;
-	for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-		rv = cmd_run_line(s, l, NULL, 0);
-		if (script_should_stop(s, rv))
-			break;
-		rv = CMD_RETURN_NORMAL;
-	}
+	for (char *l = strtok_r(copy, "\n", &save); l && rv == CMD_RETURN_NORMAL;
+	     l = strtok_r(NULL, "\n", &save))
+		rv = cmd_run_line(s, l, NULL, 0, true);
 	free(copy);
 	return rv;
 }

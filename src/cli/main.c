@@ -14,21 +14,26 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: dfq [options] [MODEL.onnx]\n"
-		"  -x FILE        run the commands in FILE (one per line, # comments), then exit\n"
-		"  -c 'CMDS'      run ';'-separated commands, then exit\n"
-		"  -i             stay interactive after -x/-c\n"
-		"  --data SPEC    open data after the model: 'data SPEC' (see 'help data')\n"
-		"  --json         one JSON object per command result on stdout\n"
-		"  --tui|--no-tui ncurses panes (not available yet) or line mode\n"
-		"  --threads N    kernel threads (0 = all CPUs)\n"
-		"  --scalar       use the scalar reference kernels instead of the fast ones\n"
-		"  -q             quiet: no informational text, only results and errors\n"
-		"  -h, --help     show this help\n"
-		"  -V, --version  show the version\n"
-		"Without -x/-c, commands are read from the terminal (with line editing) or\n"
-		"from standard input.  A failing script line stops the script with exit\n"
-		"status 1 unless 'set errexit off'.  Type 'help' inside dfq for commands.\n");
+	        "usage: dfq [options] [MODEL.onnx]\n"
+	        "  -x FILE        run the commands in FILE (one per line, # comments), then exit\n"
+	        "  -c 'CMDS'      run ';'-separated commands, then exit\n"
+	        "  -i             stay interactive after -x/-c\n"
+	        "  --data SPEC    open data after the model: 'data SPEC' (see 'help data')\n"
+	        "  --json         one JSON object per command result on stdout\n"
+	        "  --tui|--no-tui ncurses panes (not available yet) or line mode\n"
+	        "  --threads N    kernel threads (0 = all CPUs)\n"
+	        "  --scalar       use the scalar reference kernels instead of the fast ones\n"
+	        "  -q, --quiet    quiet: no informational text, only results and errors\n"
+	        "  -v, --verbose  steps list every layer they touched ('set verbose on')\n"
+	        "  -h, --help     show this help\n"
+	        "  -V, --version  show the version\n"
+	        "Without -x/-c, commands are read from the terminal (with line editing) or\n"
+	        "from standard input.  In scripts (-x, -c, 'source FILE', piped input) every\n"
+	        "command is a unit: a failing command stops the script with exit status 1\n"
+	        "(FILE:LINE: message), unless 'set errexit off', with which the next command\n"
+	        "runs, after ';' on the same line or on the next line.  At the prompt a\n"
+	        "failing command drops the rest of its line.  Type 'help' inside dfq for\n"
+	        "commands.\n");
 }
 
 /* -x and -c run in the order given. */
@@ -58,6 +63,13 @@ struct options {
 static bool parse_threads(struct session *s, const char *v)
 {
 	char why[256];
+	double n;
+	const struct setting_def *d = session_setting_find("threads");
+	if (!num_parse(v, d->num, &n)) {
+		num_why("--threads", v, d->num, why, sizeof why);
+		cli_warn("%s", why);
+		return false;
+	}
 	if (session_setting_set(s, "threads", v, why, sizeof why))
 		return true;
 	cli_warn("--threads: %s", why);
@@ -68,39 +80,61 @@ static bool parse_threads(struct session *s, const char *v)
 static int parse_options(int argc, char **argv, struct session *s, struct options *o)
 {
 	static const struct option longopts[] = {
-		{"json", no_argument, NULL, OPT_JSON},
-		{"tui", no_argument, NULL, OPT_TUI},
-		{"no-tui", no_argument, NULL, OPT_NO_TUI},
-		{"threads", required_argument, NULL, OPT_THREADS},
-		{"scalar", no_argument, NULL, OPT_SCALAR},
-		{"data", required_argument, NULL, OPT_DATA},
-		{"quiet", no_argument, NULL, 'q'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
+	    {"json", no_argument, NULL, OPT_JSON},
+	    {"tui", no_argument, NULL, OPT_TUI},
+	    {"no-tui", no_argument, NULL, OPT_NO_TUI},
+	    {"threads", required_argument, NULL, OPT_THREADS},
+	    {"scalar", no_argument, NULL, OPT_SCALAR},
+	    {"data", required_argument, NULL, OPT_DATA},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 	opterr = 0; /* our own messages, without the program's path */
-	while ((c = getopt_long(argc, argv, ":x:c:iqhV", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":x:c:iqvhV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'x':
 		case 'c':
 			o->actions[o->nactions].is_file = c == 'x';
 			o->actions[o->nactions++].arg = optarg;
 			break;
-		case 'i': o->interactive = true; break;
-		case 'q': s->quiet = true; break;
-		case OPT_JSON: s->json = true; break;
-		case OPT_TUI: o->tui = true; break;
-		case OPT_NO_TUI: o->tui = false; break;
-		case OPT_SCALAR: s->set.fast = false; break;
-		case OPT_DATA: o->data = optarg; break;
+		case 'i':
+			o->interactive = true;
+			break;
+		case 'q':
+			s->quiet = true;
+			break;
+		case 'v':
+			s->set.verbose = true;
+			break;
+		case OPT_JSON:
+			s->json = true;
+			break;
+		case OPT_TUI:
+			o->tui = true;
+			break;
+		case OPT_NO_TUI:
+			o->tui = false;
+			break;
+		case OPT_SCALAR:
+			s->set.fast = false;
+			break;
+		case OPT_DATA:
+			o->data = optarg;
+			break;
 		case OPT_THREADS:
 			if (!parse_threads(s, optarg))
 				return 1;
 			break;
-		case 'h': usage(stdout); return 0;
-		case 'V': printf("dfq %s\n", PACKAGE_VERSION); return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("dfq %s\n", PACKAGE_VERSION);
+			return 0;
 		case ':':
 			cli_warn("option '%s' needs a value; try 'dfq --help'", argv[optind - 1]);
 			return 1;

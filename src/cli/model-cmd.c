@@ -7,52 +7,16 @@
 
 #include "model-cmd.h"
 
-struct dfq_model *mc_model(struct cmd_ctx *ctx)
+int mc_one_target(struct cmd_ctx *ctx)
 {
-	if (!ctx->s->model) {
-		cmd_fail(ctx, "no model loaded; use 'load MODEL.onnx' first");
-		return NULL;
-	}
-	return ctx->s->model;
-}
-
-bool *mc_targets(struct cmd_ctx *ctx, const struct dfq_model *m, int nspecs, char *const *specs)
-{
-	bool *sel = calloc((size_t)(m->nlayers ? m->nlayers : 1), sizeof *sel);
-	if (!sel) {
-		cmd_fail(ctx, "out of memory");
-		return NULL;
-	}
-	if (m->nlayers == 0) {
-		free(sel);
-		cmd_fail(ctx, "the model has no Conv, Gemm or MatMul layers with constant weights");
-		return NULL;
-	}
-	struct dfq_error err;
-	dfq_error_clear(&err);
-	if (dfq_model_parse_targets(m, nspecs, (const char *const *)specs, sel, &err) != DFQ_OK) {
-		free(sel);
-		cmd_fail(ctx, "%s", err.msg);
-		return NULL;
-	}
-	return sel;
-}
-
-int mc_one_layer(struct cmd_ctx *ctx, const struct dfq_model *m, const char *spec)
-{
-	bool *sel = mc_targets(ctx, m, 1, (char *const *)&spec);
-	if (!sel)
-		return -1;
-	int li = -1, n = 0;
-	for (int i = 0; i < m->nlayers; i++) {
-		if (sel[i]) {
-			li = li < 0 ? i : li;
-			n++;
-		}
-	}
-	free(sel);
-	if (n != 1) {
-		cmd_fail(ctx, "'%s' names %d layers; give one layer (a name or an index)", spec, n);
+	const struct dfq_model *m = ctx->s->model;
+	int li = -1;
+	for (int i = 0; ctx->sel && i < m->nlayers; i++)
+		if (ctx->sel[i] && li < 0)
+			li = i;
+	if (ctx->nsel != 1 || li < 0) {
+		cmd_fail(ctx, "'%s' names %d layers; give one layer (a name or an index)",
+		         ctx->ntargets ? ctx->targets[0] : "", ctx->nsel);
 		return -1;
 	}
 	return li;
@@ -76,42 +40,60 @@ int mc_name_width(const struct dfq_model *m)
 	return w > 40 ? 40 : w;
 }
 
-bool mc_parse_long(const char *s, long *out)
+const char *mc_point_label(const struct dfq_model *m, const struct dfq_apoint *p, char *buf,
+                           size_t len)
 {
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno || end == s || *end)
-		return false;
-	*out = v;
-	return true;
+	if (p->kind == DFQ_APOINT_LAYER)
+		snprintf(buf, len, "%s", mc_layer_name(m, p->layer));
+	else
+		snprintf(buf, len, "%s", m->g->values[p->vi].name);
+	return buf;
 }
 
-bool mc_parse_double(const char *s, double *out)
+int mc_float_points(const struct dfq_model *m, char *buf, size_t len, cJSON *names)
 {
-	char *end;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || end == s || *end || !isfinite(v))
-		return false;
-	*out = v;
-	return true;
-}
-
-bool mc_flag_long(struct cmd_ctx *ctx, const struct args *a, const char *name, long lo, long hi,
-		  long *out)
-{
-	const char *v = args_get(a, name);
-	if (!v)
-		return true;
-	long n;
-	if (!mc_parse_long(v, &n) || n < lo || n > hi) {
-		cmd_fail(ctx, "--%s must be a whole number from %ld to %ld, not '%s'", name, lo, hi,
-			 v);
-		return false;
+	enum { SHOW = 4 };
+	char list[512] = "";
+	size_t used = 0;
+	int n = 0;
+	bool input = false;
+	for (int i = 0; i < m->npoints; i++) {
+		const struct dfq_apoint *p = &m->points[i];
+		if (p->bits <= 0 || p->enabled)
+			continue;
+		char label[160];
+		mc_point_label(m, p, label, sizeof label);
+		if (n < SHOW && used < sizeof list)
+			used += (size_t)snprintf(list + used, sizeof list - used, "%s%s%s",
+			                         n ? ", " : "", label,
+			                         p->kind == DFQ_APOINT_INPUT ? " (the input)" : "");
+		input = input || p->kind == DFQ_APOINT_INPUT;
+		n++;
+		if (names) {
+			cJSON *x = cJSON_CreateString(label);
+			if (!cJSON_AddItemToArray(names, x))
+				cJSON_Delete(x);
+		}
 	}
-	*out = n;
-	return true;
+	if (!buf || n == 0)
+		return n;
+	char more[32] = "";
+	if (n > SHOW)
+		snprintf(more, sizeof more, " and %d more", n - SHOW);
+	const char *them = n == 1 ? "it" : "them";
+	if (input)
+		snprintf(buf, len,
+		         "%d activation tensor%s without a range stay%s float: %s%s\n"
+		         "'measure data' gives %s a range; 8-bit data gives the input one from its "
+		         "--mean/--std",
+		         n, n == 1 ? "" : "s", n == 1 ? "s" : "", list, more, them);
+	else
+		snprintf(
+		    buf, len,
+		    "%d activation tensor%s without a range stay%s float: %s%s ('measure data' "
+		    "gives %s a range)",
+		    n, n == 1 ? "" : "s", n == 1 ? "s" : "", list, more, them);
+	return n;
 }
 
 const char *mc_num(double x, char *buf, size_t len)
@@ -160,6 +142,15 @@ void mc_json_range(cJSON *obj, const char *key, bool valid, double lo, double hi
 		cJSON_Delete(y);
 }
 
+void mc_print_lines(struct cmd_ctx *ctx, const char *first, const char *indent, const char *text)
+{
+	for (const char *p = text, *pre = first; *p; pre = indent) {
+		size_t n = strcspn(p, "\n");
+		cmd_print(ctx, "%s%.*s", pre, (int)n, p);
+		p += n + (p[n] == '\n');
+	}
+}
+
 /* --- steps ------------------------------------------------------------------ */
 
 static void print_fold_first(struct cmd_ctx *ctx, const struct dfq_step_report *fr)
@@ -173,7 +164,7 @@ static void print_fold_first(struct cmd_ctx *ctx, const struct dfq_step_report *
 }
 
 enum cmd_retval mc_run_step(struct cmd_ctx *ctx, bool needs_fold, mc_step_fn fn, void *arg,
-			    struct dfq_step_report *rep)
+                            struct dfq_step_report *rep)
 {
 	struct session *s = ctx->s;
 	struct dfq_model *m = s->model;
@@ -205,8 +196,17 @@ enum cmd_retval mc_run_step(struct cmd_ctx *ctx, bool needs_fold, mc_step_fn fn,
 	return CMD_RETURN_NORMAL;
 }
 
+enum cmd_retval mc_step(struct cmd_ctx *ctx, bool needs_fold, mc_step_fn fn, void *arg,
+                        mc_row_fmt fmt, const struct mc_row_keys *keys, struct dfq_step_report *rep)
+{
+	if (mc_run_step(ctx, needs_fold, fn, arg, rep) != CMD_RETURN_NORMAL)
+		return CMD_RETURN_ERROR;
+	mc_print_report(ctx, rep, fmt, keys);
+	return CMD_RETURN_NORMAL;
+}
+
 static void row_json(cJSON *arr, const struct dfq_model *m, const struct dfq_step_row *row,
-		     const struct mc_row_keys *k)
+                     const struct mc_row_keys *k)
 {
 	cJSON *o = cJSON_CreateObject();
 	if (!o)
@@ -230,25 +230,25 @@ static void row_json(cJSON *arr, const struct dfq_model *m, const struct dfq_ste
 		cJSON_Delete(o);
 }
 
-void mc_print_report(struct cmd_ctx *ctx, const struct dfq_model *m,
-		     const struct dfq_step_report *rep, mc_row_fmt fmt,
-		     const struct mc_row_keys *keys)
+void mc_print_report(struct cmd_ctx *ctx, const struct dfq_step_report *rep, mc_row_fmt fmt,
+                     const struct mc_row_keys *keys)
 {
+	const struct dfq_model *m = ctx->s->model;
 	int w = mc_name_width(m);
 	cJSON *arr = cJSON_AddArrayToObject(ctx->json, "rows");
-	for (int i = 0; i < rep->nrows; i++) {
+	for (int i = 0; (arr || cmd_verbose(ctx)) && i < rep->nrows; i++) {
 		const struct dfq_step_row *row = &rep->rows[i];
 		char name[160], figs[256] = "";
 		if (row->layer2 >= 0)
 			snprintf(name, sizeof name, "%s -> %s", mc_layer_name(m, row->layer),
-				 mc_layer_name(m, row->layer2));
+			         mc_layer_name(m, row->layer2));
 		else
 			snprintf(name, sizeof name, "%s", mc_layer_name(m, row->layer));
 		bool note = true;
 		if (fmt && row->changed)
 			note = fmt(m, row, figs, sizeof figs);
 		const char *sep = *figs && note ? "  " : "";
-		cmd_print(ctx, "  %-*s  %s%s%s", w, name, figs, sep, note ? row->note : "");
+		cmd_detail(ctx, "  %-*s  %s%s%s", w, name, figs, sep, note ? row->note : "");
 		if (arr)
 			row_json(arr, m, row, keys);
 	}
@@ -278,8 +278,8 @@ const char *mc_qconfig_str(const struct dfq_qconfig *q, char *buf, size_t len)
 	if (q->bbits == 8 || q->bbits == 16)
 		snprintf(b, sizeof b, " B%d", q->bbits);
 	snprintf(buf, len, "W%d %s%s %s %s", q->wbits, a, b,
-		 q->scheme == DFQ_QSCHEME_SYM ? "sym" : "asym",
-		 q->per_channel ? "per-channel" : "per-tensor");
+	         q->scheme == DFQ_QSCHEME_SYM ? "sym" : "asym",
+	         q->per_channel ? "per-channel" : "per-tensor");
 	return buf;
 }
 
@@ -351,35 +351,32 @@ static bool eval_ranges(struct cmd_ctx *ctx, struct dfq_model *m)
 	if (c.nen < c.nbits && c.nmeasured == 0 && !m->has_stats && ctx->s->data) {
 		int64_t n;
 		cmd_print(ctx,
-			  "ranges %d quantized activation tensors have no BN statistics "
-			  "upstream: measuring them on the calibration data first",
-			  c.nbits - c.nen);
+		          "ranges %d quantized activation tensors have no BN statistics "
+		          "upstream: measuring them on the calibration data first",
+		          c.nbits - c.nen);
 		if (!mc_measure_data(ctx, m, NULL, &n))
 			return false;
 		cmd_print(ctx, "       measured %d activation tensors on %lld calibration samples",
-			  m->npoints, (long long)n);
+		          m->npoints, (long long)n);
 		count_ranges(m, &c);
 	}
 	const char *input = c.ngiven ? ", the input from the data normalisation" : "";
 	if (c.ndata == 0)
 		cmd_print(ctx,
-			  "ranges data-free, from BatchNorm statistics (n-std %g): %d of %d "
-			  "quantized activation tensors%s",
-			  m->n_sigma, c.nbn, c.nbits, input);
+		          "ranges data-free, from BatchNorm statistics (n-std %g): %d of %d "
+		          "quantized activation tensors%s",
+		          m->n_sigma, c.nbn, c.nbits, input);
 	else
 		cmd_print(ctx,
-			  "ranges %d of %d quantized activation tensors from BatchNorm, %d "
-			  "from data (%s)%s",
-			  c.nbn, c.nbits, c.ndata, dfq_range_src_name(c.data_src), input);
-	if (c.nen < c.nbits)
-		cmd_print(ctx,
-			  "       %d activation tensor%s without a range stay%s float ('measure "
-			  "data' gives them one)",
-			  c.nbits - c.nen, c.nbits - c.nen == 1 ? "" : "s",
-			  c.nbits - c.nen == 1 ? "s" : "");
+		          "ranges %d of %d quantized activation tensors from BatchNorm, %d "
+		          "from data (%s)%s",
+		          c.nbn, c.nbits, c.ndata, dfq_range_src_name(c.data_src), input);
+	char floats[1024];
+	if (mc_float_points(m, floats, sizeof floats, NULL) > 0)
+		mc_print_lines(ctx, "       ", "       ", floats);
 	if (m->data_stale && c.ndata > 0)
 		cmd_print(ctx, "       warning: the data ranges predate the last step; 'measure "
-			       "data' again");
+		               "data' again");
 	return true;
 }
 
@@ -396,6 +393,7 @@ static void ranges_json(cJSON *obj, const struct dfq_model *m)
 	cJSON_AddNumberToObject(o, "data", c.ndata);
 	cJSON_AddNumberToObject(o, "given", c.ngiven);
 	cJSON_AddNumberToObject(o, "float", c.nbits - c.nen);
+	mc_float_points(m, NULL, 0, cJSON_AddArrayToObject(o, "float_names"));
 	cJSON_AddBoolToObject(o, "stale", m->data_stale && c.ndata > 0);
 }
 
@@ -409,7 +407,7 @@ int mc_eval_prepare(struct cmd_ctx *ctx, struct dfq_exec *ex)
 		quant_summary(m, what, sizeof what);
 	else
 		snprintf(what, sizeof what, "%s",
-			 session_model_pristine(s) ? "as loaded" : "after the steps applied");
+		         session_model_pristine(s) ? "as loaded" : "after the steps applied");
 	cmd_print(ctx, "model  %s: %s", mode == DFQ_RUN_QUANT ? "fake-quant" : "FP32", what);
 	if (mode == DFQ_RUN_QUANT && !eval_ranges(ctx, m))
 		return -1;
@@ -421,14 +419,14 @@ int mc_eval_prepare(struct cmd_ctx *ctx, struct dfq_exec *ex)
 
 /* "vs FP32  -1.23 (91.20%)" when mark was measured on the same samples. */
 static void delta_line(struct cmd_ctx *ctx, const char *label, const char *key,
-		       const struct eval_mark *mark, int64_t n, double top1)
+                       const struct eval_mark *mark, int64_t n, double top1)
 {
 	if (!mark->valid || mark->n != n) {
 		cJSON_AddNullToObject(ctx->json, key);
 		return;
 	}
 	double d = 100.0 * (top1 - mark->top1);
-	cmd_print(ctx, "%-7s %+.2f points (top-1 %.2f%%)", label, d, 100.0 * mark->top1);
+	cmd_result(ctx, "%-7s %+.2f points (top-1 %.2f%%)", label, d, 100.0 * mark->top1);
 	cJSON_AddNumberToObject(ctx->json, key, d);
 }
 

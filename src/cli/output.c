@@ -2,15 +2,55 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "cmd.h"
 
-/* Text is for people: --json replaces it with the result object and -q
- * silences it.  Errors are never silenced. */
+/* Text is for people: --json replaces all of it with the result object; -q
+ * keeps only results (and errors, which are never silenced). */
+void cmd_result(struct cmd_ctx *ctx, const char *fmt, ...)
+{
+	if (ctx->s->json)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+}
+
 void cmd_print(struct cmd_ctx *ctx, const char *fmt, ...)
 {
 	if (ctx->s->json || ctx->s->quiet)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+}
+
+void cmd_out(struct cmd_ctx *ctx, bool result, const char *fmt, ...)
+{
+	if (ctx->s->json || (!result && ctx->s->quiet))
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+}
+
+bool cmd_verbose(const struct cmd_ctx *ctx)
+{
+	return ctx->s->set.verbose && !ctx->s->quiet && !ctx->s->json;
+}
+
+void cmd_detail(struct cmd_ctx *ctx, const char *fmt, ...)
+{
+	if (!cmd_verbose(ctx))
 		return;
 	va_list ap;
 	va_start(ap, fmt);
@@ -105,4 +145,17 @@ void cli_warn(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+}
+
+int cli_output_width(void)
+{
+	static const struct num_spec columns = {.whole = true, .lo = 1, .hi = 100000};
+	struct winsize ws;
+	if (isatty(STDOUT_FILENO) && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		return ws.ws_col;
+	const char *c = getenv("COLUMNS");
+	double n;
+	if (c && num_parse(c, &columns, &n))
+		return (int)n;
+	return 100;
 }

@@ -92,8 +92,7 @@ static char *flag_generator(const char *text, int state)
 }
 
 static const char *command_words[48];
-static const char *setting_words[16];
-static const char *const bool_words[] = {"on", "off", NULL};
+static const char *setting_words[24];
 static const char *const no_words[] = {NULL};
 
 /* Layer targets of the loaded model, rebuilt for each completion (owned;
@@ -112,7 +111,7 @@ static void build_word_lists(void)
 	}
 	command_words[n] = NULL;
 	n = 0;
-	for (int i = 0; session_settings[i].name && n < 15; i++)
+	for (int i = 0; session_settings[i].name && n < 23; i++)
 		setting_words[n++] = session_settings[i].name;
 	setting_words[n] = NULL;
 }
@@ -237,14 +236,13 @@ static const char *const *positional_words(const struct complete_at *at, const c
 		return spec->choices ? spec->choices : no_words;
 	case ARGS_COMMAND:
 		return command_words;
-	case ARGS_SETTING:
+	case ARGS_SETTING: {
 		if (at->pos == 0)
 			return setting_words;
-		for (int i = 0; session_settings[i].name; i++)
-			if (strcmp(session_settings[i].name, at->first) == 0 &&
-			    session_settings[i].type == SETTING_BOOL)
-				return bool_words;
-		return no_words;
+		/* The setting's values: on/off, its choices; nothing for numbers. */
+		const struct setting_def *d = session_setting_find(at->first);
+		return d && d->choices ? d->choices : no_words;
+	}
 	}
 	return NULL;
 }
@@ -359,7 +357,7 @@ void repl_run(struct session *s)
 			if (hist)
 				append_history(1, hist);
 		}
-		enum cmd_retval rv = cmd_run_line(s, line, NULL, 0);
+		enum cmd_retval rv = cmd_run_line(s, line, NULL, 0, false);
 		free(line);
 		if (rv == CMD_RETURN_QUIT)
 			break;

@@ -1,5 +1,4 @@
 /* session.c - the session: loaded DFQ model, settings and the lazily built executor. */
-#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -8,23 +7,49 @@
 #include <strings.h>
 
 #include "cli.h"
+#include "cmd.h"
 #include "dfq/dfq_eval.h"
 
+static const char *const bool_words[] = {"on", "off", NULL};
+static const char *const scheme_words[] = {"asym", "sym", NULL};
+static const char *const granularity_words[] = {"tensor", "channel", NULL};
+static const char *const act_range_words[] = {"bn", "minmax", "global", "percentile", NULL};
+
+static const int bbits_values[] = {0, 8, 16, 32, -1};
+const struct num_spec cli_wbits_num = {.whole = true, .lo = DFQ_QBITS_MIN, .hi = DFQ_QBITS_MAX};
+const struct num_spec cli_abits_num = {
+    .whole = true, .lo = DFQ_QBITS_MIN, .hi = DFQ_QBITS_MAX, .zero = "float"};
+const struct num_spec cli_bbits_num = {.whole = true, .zero = "float", .only = bbits_values};
+static const struct num_spec threads_num = {.whole = true, .lo = 0, .hi = 1024};
+static const struct num_spec batch_num = {.whole = true, .lo = 1, .hi = 4096};
+static const struct num_spec n_std_num = {.lo = 0, .hi = 100, .above_lo = true};
+
+/* clang-format off */
 const struct setting_def session_settings[] = {
-	{"threads", SETTING_INT, "kernel threads (0 = all CPUs)"},
-	{"fast", SETTING_BOOL, "fast kernels (off = scalar reference kernels)"},
-	{"errexit", SETTING_BOOL, "stop a script at the first failing line"},
-	{"batch", SETTING_INT, "samples per run in eval (1 to 4096)"},
-	{"wbits", SETTING_INT, "quantize: weight bits (2 to 16)"},
-	{"abits", SETTING_INT, "quantize: activation bits (2 to 16, 0 = float)"},
-	{"bbits", SETTING_INT, "quantize: bias bits (0 = float, 8, 16, 32 = INT32 as float)"},
-	{"scheme", SETTING_CHOICE, "grids: asym (zero point) or sym; equalize ranges too"},
-	{"granularity", SETTING_CHOICE, "weight grids: tensor or channel (per output channel)"},
-	{"act-range", SETTING_CHOICE, "activation ranges: bn, minmax, global or percentile"},
-	{"n-std", SETTING_FLOAT, "data-free ranges: beta +- n-std * |gamma|"},
-	{"timing", SETTING_BOOL, "print each command's time (\"ms\" in --json) and eval's speed"},
-	{NULL, SETTING_INT, NULL},
+	{"threads", SETTING_INT, "kernel threads (0 = all CPUs)", NULL, &threads_num},
+	{"fast", SETTING_BOOL, "fast kernels (off = scalar reference kernels)", bool_words, NULL},
+	{"errexit", SETTING_BOOL, "scripts stop at a failing command (off: the next one runs)",
+	 bool_words, NULL},
+	{"batch", SETTING_INT, "samples per run in eval (1 to 4096)", NULL, &batch_num},
+	{"wbits", SETTING_INT, "quantize: weight bits (2 to 16)", NULL, &cli_wbits_num},
+	{"abits", SETTING_INT, "quantize: activation bits (2 to 16, 0 = float)", NULL,
+	 &cli_abits_num},
+	{"bbits", SETTING_INT, "quantize: bias bits (0 = float, 8, 16, 32 = INT32 as float)", NULL,
+	 &cli_bbits_num},
+	{"scheme", SETTING_CHOICE, "grids: asym (zero point) or sym; equalize ranges too",
+	 scheme_words, NULL},
+	{"granularity", SETTING_CHOICE, "weight grids: tensor or channel (per output channel)",
+	 granularity_words, NULL},
+	{"act-range", SETTING_CHOICE, "activation ranges: bn, minmax, global or percentile",
+	 act_range_words, NULL},
+	{"n-std", SETTING_FLOAT, "data-free ranges: beta +- n-std * |gamma|", NULL, &n_std_num},
+	{"timing", SETTING_BOOL, "print each command's time (\"ms\" in --json) and eval's speed",
+	 bool_words, NULL},
+	{"verbose", SETTING_BOOL, "steps list every layer they touched (-v; --json always has them)",
+	 bool_words, NULL},
+	{NULL, SETTING_INT, NULL, NULL, NULL},
 };
+/* clang-format on */
 
 void session_init(struct session *s)
 {
@@ -62,7 +87,7 @@ void session_free(struct session *s)
 
 /* The model-side settings (range source, n-std) onto m. */
 static dfq_status apply_model_settings(const struct session *s, struct dfq_model *m,
-				       struct dfq_error *err)
+                                       struct dfq_error *err)
 {
 	dfq_status st = DFQ_OK;
 	if (m->range_src != s->set.act_range)
@@ -94,7 +119,7 @@ static bool data_input_range(const struct dfq_data *d, float *lo, float *hi)
 /* Give m's input the range of d's samples, or none when d (which may be
  * NULL) does not know it: a range kept from other data would clip these. */
 static dfq_status sync_input_range(struct dfq_model *m, const struct dfq_data *d,
-				   struct dfq_error *err)
+                                   struct dfq_error *err)
 {
 	/* Data feeds a model with one input (see cmd-data.c). */
 	if (!m || m->g->ninputs != 1)
@@ -106,7 +131,7 @@ static dfq_status sync_input_range(struct dfq_model *m, const struct dfq_data *d
 }
 
 dfq_status session_set_model(struct session *s, struct dfq_graph *g, const char *path,
-			     struct dfq_error *err)
+                             struct dfq_error *err)
 {
 	char *p = strdup(path);
 	if (!p) {
@@ -174,7 +199,7 @@ bool session_model_pristine(const struct session *s)
 struct dfq_exec *session_exec(struct session *s, struct dfq_error *err)
 {
 	if (!s->graph) {
-		dfq_error_set(err, DFQ_ERR_ARG, "no model loaded; use 'load MODEL.onnx' first");
+		dfq_error_set(err, DFQ_ERR_ARG, "%s", CLI_MSG_NO_MODEL);
 		return NULL;
 	}
 	if (!s->exec) {
@@ -248,12 +273,12 @@ static bool parse_bool(const char *v, bool *out)
 	return false;
 }
 
-static int setting_index(const char *key)
+const struct setting_def *session_setting_find(const char *key)
 {
 	for (int i = 0; session_settings[i].name; i++)
 		if (strcmp(session_settings[i].name, key) == 0)
-			return i;
-	return -1;
+			return &session_settings[i];
+	return NULL;
 }
 
 /* "threads, fast, errexit" for error messages. */
@@ -263,154 +288,120 @@ static void setting_names(char *buf, size_t len)
 	buf[0] = '\0';
 	for (int i = 0; session_settings[i].name && used < len; i++)
 		used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? ", " : "",
-					 session_settings[i].name);
+		                         session_settings[i].name);
 }
 
-/* "wbits", "abits", "bbits": the bit widths quantize accepts. */
-static bool parse_bits(const char *key, const char *value, int *out, char *why, size_t len)
+/* "bn, minmax, global or percentile" */
+static void choice_list(const char *const *w, char *buf, size_t len)
 {
-	char *end;
-	errno = 0;
-	long n = strtol(value, &end, 10);
-	bool num = !errno && end != value && !*end;
-	if (strcmp(key, "bbits") == 0) {
-		if (num && (n == 0 || n == 8 || n == 16 || n == 32)) {
-			*out = (int)n;
-			return true;
-		}
-		snprintf(why, len, "bbits must be 0 (float), 8, 16 or 32, not '%s'", value);
-		return false;
-	}
-	bool zero_ok = strcmp(key, "abits") == 0;
-	if (num && ((n >= DFQ_QBITS_MIN && n <= DFQ_QBITS_MAX) || (n == 0 && zero_ok))) {
-		*out = (int)n;
-		return true;
-	}
-	snprintf(why, len, "%s must be a bit width from %d to %d%s, not '%s'", key, DFQ_QBITS_MIN,
-		 DFQ_QBITS_MAX, zero_ok ? " (or 0: float)" : "", value);
-	return false;
+	size_t used = 0;
+	buf[0] = '\0';
+	for (int i = 0; w[i] && used < len; i++)
+		used += (size_t)snprintf(buf + used, len - used, "%s%s",
+		                         i == 0     ? ""
+		                         : w[i + 1] ? ", "
+		                                    : " or ",
+		                         w[i]);
 }
 
-/* The DFQ settings; false when key is not one of them (*handled false). */
-static bool dfq_setting_set(struct session *s, const char *key, const char *value, char *why,
-			    size_t len, bool *handled)
+/* The index of value among the choices of d, or -1 after wording why. */
+static int parse_choice(const struct setting_def *d, const char *value, char *why, size_t len)
+{
+	for (int i = 0; d->choices[i]; i++)
+		if (strcmp(d->choices[i], value) == 0)
+			return i;
+	char list[128];
+	choice_list(d->choices, list, sizeof list);
+	snprintf(why, len, "%s must be %s, not '%s'", d->name, list, value);
+	return -1;
+}
+
+/* Apply a checked value: x for numbers and bools (0/1), choice the index
+ * of a CHOICE's value.  False with why when the model refuses it. */
+static bool apply_setting(struct session *s, const char *key, double x, int choice, char *why,
+                          size_t len)
 {
 	struct dfq_error err;
-	*handled = true;
-	if (strcmp(key, "wbits") == 0)
-		return parse_bits(key, value, &s->set.wbits, why, len);
-	if (strcmp(key, "abits") == 0)
-		return parse_bits(key, value, &s->set.abits, why, len);
-	if (strcmp(key, "bbits") == 0)
-		return parse_bits(key, value, &s->set.bbits, why, len);
-	if (strcmp(key, "scheme") == 0) {
-		bool sym = strcmp(value, "sym") == 0;
-		if (!sym && strcmp(value, "asym") != 0) {
-			snprintf(why, len, "scheme must be asym or sym, not '%s'", value);
-			return false;
-		}
-		s->set.scheme = sym ? DFQ_QSCHEME_SYM : DFQ_QSCHEME_ASYM;
-		return true;
-	}
-	if (strcmp(key, "granularity") == 0) {
-		bool ch = strcmp(value, "channel") == 0;
-		if (!ch && strcmp(value, "tensor") != 0) {
-			snprintf(why, len, "granularity must be tensor or channel, not '%s'",
-				 value);
-			return false;
-		}
-		s->set.per_channel = ch;
-		return true;
-	}
-	if (strcmp(key, "act-range") == 0) {
+	int n = (int)x;
+	if (strcmp(key, "threads") == 0) {
+		if (s->set.threads != n)
+			session_drop_exec(s);
+		s->set.threads = n;
+	} else if (strcmp(key, "fast") == 0) {
+		if (s->set.fast != (n != 0))
+			session_drop_exec(s);
+		s->set.fast = n != 0;
+	} else if (strcmp(key, "errexit") == 0) {
+		s->set.errexit = n != 0;
+	} else if (strcmp(key, "timing") == 0) {
+		s->set.timing = n != 0;
+	} else if (strcmp(key, "verbose") == 0) {
+		s->set.verbose = n != 0;
+	} else if (strcmp(key, "batch") == 0) {
+		s->set.batch = n;
+	} else if (strcmp(key, "wbits") == 0) {
+		s->set.wbits = n;
+	} else if (strcmp(key, "abits") == 0) {
+		s->set.abits = n;
+	} else if (strcmp(key, "bbits") == 0) {
+		s->set.bbits = n;
+	} else if (strcmp(key, "scheme") == 0) {
+		s->set.scheme = choice == 1 ? DFQ_QSCHEME_SYM : DFQ_QSCHEME_ASYM;
+	} else if (strcmp(key, "granularity") == 0) {
+		s->set.per_channel = choice == 1;
+	} else if (strcmp(key, "act-range") == 0) {
 		dfq_range_src src;
-		if (dfq_range_src_parse(value, &src, &err) != DFQ_OK) {
-			snprintf(why, len,
-				 "act-range must be bn, minmax, global or percentile, not '%s'",
-				 value);
-			return false;
-		}
-		if (s->model && dfq_model_set_range_source(s->model, src, &err)) {
+		if (dfq_range_src_parse(act_range_words[choice], &src, &err) != DFQ_OK ||
+		    (s->model && dfq_model_set_range_source(s->model, src, &err) != DFQ_OK)) {
 			snprintf(why, len, "%s", err.msg);
 			return false;
 		}
 		s->set.act_range = src;
-		return true;
-	}
-	if (strcmp(key, "n-std") == 0) {
-		char *end;
-		errno = 0;
-		double n = strtod(value, &end);
-		if (errno || end == value || *end || !isfinite(n) || n <= 0 || n > 100) {
-			snprintf(why, len, "n-std must be a number above 0 (at most 100), not '%s'",
-				 value);
-			return false;
-		}
-		if (s->model && dfq_model_set_n_sigma(s->model, n, &err) != DFQ_OK) {
+	} else if (strcmp(key, "n-std") == 0) {
+		if (s->model && dfq_model_set_n_sigma(s->model, x, &err) != DFQ_OK) {
 			snprintf(why, len, "%s", err.msg);
 			return false;
 		}
-		s->set.n_std = n;
-		return true;
+		s->set.n_std = x;
 	}
-	if (strcmp(key, "timing") == 0) {
-		if (!parse_bool(value, &s->set.timing)) {
-			snprintf(why, len, "timing must be on or off, not '%s'", value);
-			return false;
-		}
-		return true;
-	}
-	*handled = false;
-	return false;
+	return true;
 }
 
 bool session_setting_set(struct session *s, const char *key, const char *value, char *why,
-			 size_t len)
+                         size_t len)
 {
-	int i = setting_index(key);
-	bool handled;
-	bool ok = i >= 0 && dfq_setting_set(s, key, value, why, len, &handled);
-	if (i >= 0 && handled)
-		return ok;
-	if (i < 0) {
+	const struct setting_def *d = session_setting_find(key);
+	if (!d) {
 		char names[256];
 		setting_names(names, sizeof names);
 		snprintf(why, len, "unknown setting '%s' (settings: %s)", key, names);
 		return false;
 	}
-	if (session_settings[i].type == SETTING_BOOL) {
+	double x = 0;
+	int choice = -1;
+	switch (d->type) {
+	case SETTING_BOOL: {
 		bool b;
 		if (!parse_bool(value, &b)) {
 			snprintf(why, len, "%s must be on or off, not '%s'", key, value);
 			return false;
 		}
-		if (strcmp(key, "fast") == 0) {
-			if (s->set.fast != b)
-				session_drop_exec(s);
-			s->set.fast = b;
-		} else {
-			s->set.errexit = b;
+		x = b;
+		break;
+	}
+	case SETTING_CHOICE:
+		if ((choice = parse_choice(d, value, why, len)) < 0)
+			return false;
+		break;
+	case SETTING_INT:
+	case SETTING_FLOAT:
+		if (!num_parse(value, d->num, &x)) {
+			num_why(key, value, d->num, why, len);
+			return false;
 		}
-		return true;
+		break;
 	}
-	bool is_batch = strcmp(key, "batch") == 0;
-	long lo = is_batch ? 1 : 0, hi = is_batch ? 4096 : 1024;
-	char *end;
-	errno = 0;
-	long n = strtol(value, &end, 10);
-	if (errno || end == value || *end || n < lo || n > hi) {
-		snprintf(why, len, "%s must be a whole number from %ld to %ld, not '%s'", key, lo,
-			 hi, value);
-		return false;
-	}
-	if (is_batch) {
-		s->set.batch = (int)n;
-		return true;
-	}
-	if (s->set.threads != (int)n)
-		session_drop_exec(s);
-	s->set.threads = (int)n;
-	return true;
+	return apply_setting(s, key, x, choice, why, len);
 }
 
 double session_setting_num(const struct session *s, int i)
@@ -438,6 +429,8 @@ double session_setting_num(const struct session *s, int i)
 		return s->set.n_std;
 	if (strcmp(name, "timing") == 0)
 		return s->set.timing;
+	if (strcmp(name, "verbose") == 0)
+		return s->set.verbose;
 	return s->set.errexit;
 }
 

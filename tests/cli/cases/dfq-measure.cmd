@@ -1,1 +1,1 @@
---scalar -x dfq-measure.dfq
+-v --scalar -x dfq-measure.dfq

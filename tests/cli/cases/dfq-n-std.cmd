@@ -1,1 +1,1 @@
---scalar -c 'set n-std 3; measure bn; set n-std 6; measure bn' data/dfqnet.onnx
+-v --scalar -c 'set n-std 3; measure bn; set n-std 6; measure bn' data/dfqnet.onnx

@@ -1,1 +1,1 @@
---scalar -x dfq-pipeline.dfq
+-v --scalar -x dfq-pipeline.dfq

@@ -1,1 +1,1 @@
---scalar -c 'quantize 0-2 --per-channel --sym --bbits 16; layers; quantize 1 --wbits 3 --abits 0 --per-tensor; info 1' data/dfqnet.onnx
+-v --scalar -c 'quantize 0-2 --per-channel --sym --bbits 16; layers; quantize 1 --wbits 3 --abits 0 --per-tensor; info 1' data/dfqnet.onnx

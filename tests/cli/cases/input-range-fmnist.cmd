@@ -1,1 +1,1 @@
---scalar data/../../../samples/mobilenetv2_fmnist.onnx -c 'data fmnist --n 100 --calib 10; measure bn; data fmnist --n 100 --calib 10 --mean 0.5 --std 0.5; measure bn'
+-v --scalar data/../../../samples/mobilenetv2_fmnist.onnx -c 'data fmnist --n 100 --calib 10; measure bn; data fmnist --n 100 --calib 10 --mean 0.5 --std 0.5; measure bn'

@@ -1,1 +1,1 @@
---scalar -x input-range.dfq
+-v --scalar -x input-range.dfq

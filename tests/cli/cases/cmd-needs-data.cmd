@@ -1,0 +1,1 @@
+--scalar data/dfqnet.onnx -c 'set errexit off; eval; measure data; quantize all; biascorr all --empirical; data'

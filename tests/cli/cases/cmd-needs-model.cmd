@@ -1,0 +1,1 @@
+-c 'set errexit off; layers; info 0; error 0; fold; relu6-to-relu; clip all -1 1; equalize; absorb; quantize all; dequantize; measure; biascorr all; reset; infer x.npy; eval'

@@ -1,0 +1,1 @@
+--scalar data/dfqnet.onnx --data npy:data/dfqnet_x.npy,data/dfqnet_y.npy -c 'set errexit off; quantize all --wbits 99; eval --n 20'

@@ -1,0 +1,1 @@
+--scalar data/dfqnet.onnx --data npy:data/dfqnet_x.npy,data/dfqnet_y.npy -c 'quantize all --wbits 99; eval --n 20' -c 'echo not reached'

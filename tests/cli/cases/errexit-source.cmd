@@ -1,0 +1,1 @@
+-c 'set errexit off; source errexit-source.inner.dfq; echo back in -c'

@@ -1,0 +1,1 @@
+--scalar data/dfqnet.onnx

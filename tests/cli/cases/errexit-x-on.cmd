@@ -1,0 +1,1 @@
+--scalar -x errexit-x-on.dfq

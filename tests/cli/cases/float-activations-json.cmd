@@ -1,0 +1,1 @@
+--json --scalar data/dfqnet_folded.onnx -c 'quantize 0'

@@ -1,0 +1,1 @@
+--scalar data/dfqnet_folded.onnx -c 'quantize all'

@@ -1,0 +1,1 @@
+--scalar data/dfqnet.onnx -c 'layers 0-2; layers fc 1,3' -c 'layers nosuch'

@@ -1,0 +1,1 @@
+--scalar data/../../../samples/mobilenetv2_fmnist.onnx -c 'layers 0-3,20-22,34'

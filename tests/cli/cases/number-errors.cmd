@@ -1,0 +1,1 @@
+--scalar data/dfqnet.onnx -c 'set errexit off; eval --n 1.5; equalize --rounds x; clip all 1 x; clip all x 1; set batch 0; set n-std abc; quantize all --bbits 3; quantize all --abits 1; absorb --n-std 0; data fmnist --calib -1; measure data --n 0'

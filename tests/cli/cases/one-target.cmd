@@ -1,0 +1,1 @@
+--scalar data/dfqnet.onnx -c 'set errexit off; error all; info 1-2; error 9; info 1,2,3'

@@ -1,0 +1,1 @@
+-q --scalar data/dfqnet.onnx --data npy:data/dfqnet_x.npy,data/dfqnet_y.npy -c 'relu6-to-relu; quantize all; eval --n 50; layers 0; error dw.0; info fc; echo done; help quit; infer data/dfqnet_input.npy --out o.npy; measure data; reset'

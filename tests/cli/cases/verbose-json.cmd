@@ -1,0 +1,1 @@
+--json -v --scalar data/dfqnet.onnx -c 'relu6-to-relu 0'

@@ -1,0 +1,1 @@
+--verbose --scalar data/dfqnet.onnx --data npy:data/dfqnet_x.npy,data/dfqnet_y.npy -c 'quantize 1-2 --wbits 4; biascorr all --empirical --n 20; measure bn'

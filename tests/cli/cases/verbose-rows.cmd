@@ -1,0 +1,1 @@
+--scalar data/dfqnet.onnx -c 'set verbose on; relu6-to-relu; equalize; set verbose off; absorb; quantize all'
