@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 #include "dfq/dfq_data.h"
 #include "dfq/dfq_error.h"
@@ -37,6 +38,35 @@ struct eval_mark {
 	double top1, top5;
 };
 
+/* What a line of output is, for a sink that shows them apart. */
+enum out_kind {
+	OUT_RESULT, /* what the command was asked for */
+	OUT_INFO,   /* what it did (silenced by -q) */
+	OUT_DETAIL, /* per-layer rows (verbose) */
+	OUT_ERROR,  /* one line per failure */
+	OUT_JSON,   /* --json: one result object */
+};
+/* Where the session's output goes instead of stdout/stderr. */
+typedef void (*out_sink)(void *user, enum out_kind kind, const char *line);
+
+/* What the program keeps with each step of the model's history (the
+ * entry's tag; its label is the command as typed). */
+struct step_tag {
+	struct settings set;   /* the settings the step ran with */
+	char *data;            /* the data command in force (owned), or NULL */
+	struct eval_mark eval; /* the accuracy after it, when an eval followed */
+	bool eval_quant;       /* that eval ran the fake-quantized model */
+	time_t when;           /* when it was first made (a session load replays it), or 0 */
+};
+
+/* One eval of the session, for the history of accuracies. */
+struct eval_record {
+	int step;   /* steps applied when it ran (0: the model as loaded) */
+	bool quant; /* fake-quantized */
+	struct eval_mark mark;
+	time_t when;
+};
+
 /* Everything a command can see.  The session owns the DFQ model (which owns
  * the graph), its path and the executor; the executor borrows the graph and
  * is rebuilt whenever the model is replaced or an execution setting changes
@@ -45,6 +75,7 @@ struct session {
 	struct dfq_model *model; /* owned, NULL when no model is loaded */
 	struct dfq_graph *graph; /* borrowed: model->g (NULL when no model is loaded) */
 	char *model_path;        /* owned, NULL when no model is loaded */
+	char model_sha256[65];   /* the model file's SHA-256 when it was loaded ("" unknown) */
 	struct dfq_exec *exec;   /* owned, created lazily by session_exec() */
 	struct dfq_data *data;   /* owned, NULL until `data SPEC` */
 	struct settings set;
@@ -54,6 +85,11 @@ struct session {
 	int depth;             /* nesting of `source` */
 	struct eval_mark fp32; /* the model before any step (eval of the unchanged model) */
 	struct eval_mark last; /* the previous eval */
+	char *data_line;       /* owned: the data command that opened data, for save */
+	struct eval_record *evals; /* owned: every eval on this model, oldest first */
+	int nevals, cap_evals;
+	out_sink sink;   /* NULL: stdout and stderr */
+	void *sink_user; /* the sink's */
 };
 
 #define SESSION_MAX_DEPTH 16
@@ -93,7 +129,17 @@ bool cli_interrupted(void);
  * before the exec of every CMD_STEP command (false: the command fails and
  * nothing ran) and session_step_end() after it, with its outcome. */
 bool session_step_begin(struct cmd_ctx *ctx);
-void session_step_end(struct cmd_ctx *ctx, enum cmd_retval rv);
+/* Returns the command's outcome: rv, or an error when the step could not be
+ * recorded (then nothing changed). */
+enum cmd_retval session_step_end(struct cmd_ctx *ctx, enum cmd_retval rv);
+/* An eval finished: keep it in the session's history of accuracies and with
+ * the step it followed. */
+void session_record_eval(struct session *s, bool quant, const struct eval_mark *mark);
+/* The tag of history entry i of the model (NULL when the entry has none,
+ * e.g. a range measurement made by eval). */
+struct step_tag *session_step_tag(const struct session *s, int i);
+/* Free a step tag (the history calls it when an entry goes). */
+void step_tag_free(void *tag);
 
 /* The settings table, shared by `set`, `show settings`, `help set` and
  * completion. */
@@ -122,11 +168,16 @@ const char *session_setting_str(const struct session *s, int i, char *buf, size_
 
 /* output.c: messages outside any command (warnings from option handling,
  * the banner).  cli_info is silenced by -q and --json. */
-void cli_info(const struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cli_info(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The columns tables may use: the terminal's width when stdout is one, else
  * $COLUMNS when it is set to a number, else 100. */
 int cli_output_width(void);
+
+/* files.c: write len bytes of text to path atomically (a temporary file
+ * beside it, fsync, rename): the old file stays whole until the new one is.
+ * false with one sentence in why. */
+bool cli_write_atomic(const char *path, const char *text, size_t len, char *why, size_t whylen);
 
 /* repl.c: the interactive GNU Readline loop; returns when the user quits. */
 void repl_run(struct session *s);

@@ -215,11 +215,20 @@ static enum cmd_retval open_data(struct cmd_ctx *ctx, const char *spec,
 	struct dfq_data *d = NULL;
 	dfq_error_clear(&err);
 	if (dfq_data_open(spec, o, &d, &err) != DFQ_OK)
-		return cmd_fail(ctx, "%s", err.msg);
-	if (fit_model(s, d, &err) != DFQ_OK || session_set_data(s, d, &err) != DFQ_OK) {
+		return cmd_fail_error(ctx, &err);
+	/* the command as typed, for save and session save to open the same data */
+	char *line = strdup(ctx->line_text);
+	if (!line) {
 		dfq_data_free(d);
-		return cmd_fail(ctx, "%s", err.msg);
+		return cmd_fail(ctx, "out of memory");
 	}
+	if (fit_model(s, d, &err) != DFQ_OK || session_set_data(s, d, &err) != DFQ_OK) {
+		free(line);
+		dfq_data_free(d);
+		return cmd_fail_error(ctx, &err);
+	}
+	free(s->data_line);
+	s->data_line = line;
 	/* Opening data is an action: its summary is informational. */
 	print_summary(ctx, dfq_data_get_info(d), false);
 	return CMD_RETURN_NORMAL;
@@ -237,7 +246,7 @@ static enum cmd_retval cmd_data_exec(struct cmd_ctx *ctx, struct args *a)
 		/* The model may have changed since the data was opened. */
 		struct dfq_error err;
 		if (fit_model(ctx->s, ctx->s->data, &err) != DFQ_OK)
-			return cmd_fail(ctx, "%s", err.msg);
+			return cmd_fail_error(ctx, &err);
 		/* "data" alone asks for the summary: it is the result. */
 		print_summary(ctx, dfq_data_get_info(ctx->s->data), true);
 		return CMD_RETURN_NORMAL;

@@ -1,4 +1,4 @@
-/* cmd-dfq.c - the weight-only DFQ steps: fold, relu6-to-relu, clip, equalize, absorb; reset. */
+/* cmd-dfq.c - the weight-only DFQ steps: fold, relu6-to-relu, clip, equalize, absorb. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -242,42 +242,4 @@ const struct cmd_entry cmd_absorb_entry = {
     .summary = "high-bias absorption into the next layer (c = max(0, beta - 3 gamma))",
     .exec = cmd_absorb_exec,
     .flags = CMD_NEEDS_MODEL | CMD_TARGET_ALL | CMD_STEP,
-};
-
-/* --- reset ----------------------------------------------------------------------- */
-
-/* Reload the model from its file: every step, quantization and measured
- * range is gone; settings, data and the FP32 baseline stay. */
-static enum cmd_retval cmd_reset_exec(struct cmd_ctx *ctx, struct args *a)
-{
-	struct session *s = ctx->s;
-	struct dfq_graph *g = NULL;
-	struct dfq_error err;
-	dfq_error_clear(&err);
-	/* Copy the path: session_set_model replaces the session's. */
-	char *path = strdup(s->model_path);
-	if (!path)
-		return cmd_fail(ctx, "out of memory");
-	enum cmd_retval rv = CMD_RETURN_NORMAL;
-	if (dfq_onnx_load_file(path, &g, &err) != DFQ_OK ||
-	    session_set_model(s, g, path, &err) != DFQ_OK)
-		rv = cmd_fail(ctx, "reset: %s", err.msg);
-	if (rv == CMD_RETURN_NORMAL) {
-		cmd_print(ctx, "reset: reloaded %s (%d layers); every step is undone", path,
-		          s->model->nlayers);
-		cJSON_AddStringToObject(ctx->json, "path", path);
-		cJSON_AddNumberToObject(ctx->json, "layers", s->model->nlayers);
-	}
-	free(path);
-	return rv;
-}
-
-const struct cmd_entry cmd_reset_entry = {
-    .name = "reset",
-    .alias = NULL,
-    .usage = "reset",
-    .args = {NULL, 0, 0},
-    .summary = "reload the model from its file, dropping every step (settings and data stay)",
-    .exec = cmd_reset_exec,
-    .flags = CMD_NEEDS_MODEL,
 };

@@ -102,7 +102,7 @@ static enum cmd_retval cmd_eval_exec(struct cmd_ctx *ctx, struct args *a)
 	o.batch = (int64_t)args_num(a, "batch", s->set.batch);
 	struct dfq_exec *ex = session_exec(s, &err);
 	if (!ex)
-		return cmd_fail(ctx, "%s", err.msg);
+		return cmd_fail_error(ctx, &err);
 	/* The model as it stands: FP32, or fake-quant once layers are quantized. */
 	int mode = mc_eval_prepare(ctx, ex);
 	if (mode < 0)
@@ -122,7 +122,7 @@ static enum cmd_retval cmd_eval_exec(struct cmd_ctx *ctx, struct args *a)
 	cli_interrupt_catch(false);
 	bar_clear(&p);
 	if (st != DFQ_OK)
-		return cmd_fail(ctx, "%s", err.msg);
+		return cmd_fail_error(ctx, &err);
 	if (r.cancelled)
 		return cmd_fail(ctx, "eval interrupted after %lld images (top-1 so far %.2f%%)",
 		                (long long)r.n, r.n ? 100.0 * (double)r.top1 / (double)r.n : 0.0);

@@ -56,7 +56,7 @@ static enum cmd_retval read_input(struct cmd_ctx *ctx, const char *path, const s
 	dfq_status st = looks_like_npy(path) ? dfq_npy_read(path, as_float, &t, &err)
 	                                     : dfq_onnx_read_tensor_file(path, &t, NULL, &err);
 	if (st != DFQ_OK)
-		return cmd_fail(ctx, "%s", err.msg);
+		return cmd_fail_error(ctx, &err);
 	if (t->dtype != v->shape.dtype) {
 		if (v->shape.dtype != DFQ_DTYPE_F32) {
 			dfq_tensor_free(t);
@@ -212,7 +212,7 @@ static enum cmd_retval write_outputs(struct cmd_ctx *ctx, const struct dfq_graph
 		struct dfq_error err;
 		if (dfq_npy_write(path, outs[k], &err) != DFQ_OK) {
 			free(path);
-			return cmd_fail(ctx, "%s", err.msg);
+			return cmd_fail_error(ctx, &err);
 		}
 		report_output(ctx, arr, name, outs[k], path);
 		free(path);
@@ -244,7 +244,7 @@ static enum cmd_retval cmd_infer_exec(struct cmd_ctx *ctx, struct args *a)
 	}
 	struct dfq_exec *ex = session_exec(s, &err);
 	if (!ex)
-		return cmd_fail(ctx, "%s", err.msg);
+		return cmd_fail_error(ctx, &err);
 
 	struct dfq_tensor **ins = calloc((size_t)g->ninputs + 1, sizeof *ins);
 	struct dfq_tensor **outs = calloc((size_t)g->noutputs + 1, sizeof *outs);
@@ -258,7 +258,7 @@ static enum cmd_retval cmd_infer_exec(struct cmd_ctx *ctx, struct args *a)
 		if (dfq_model_run(s->model, ex, session_run_mode(s), ins, outs, &err) != DFQ_OK) {
 			/* The executor freed any outputs; never free them twice. */
 			memset(outs, 0, sizeof *outs * (size_t)g->noutputs);
-			rv = cmd_fail(ctx, "%s", err.msg);
+			rv = cmd_fail_error(ctx, &err);
 		} else {
 			rv = write_outputs(ctx, g, outs, args_get(a, "out"));
 		}

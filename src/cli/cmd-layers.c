@@ -328,7 +328,7 @@ static enum cmd_retval cmd_layers_exec(struct cmd_ctx *ctx, struct args *a)
 		struct dfq_error err;
 		if (dfq_model_layer_info(m, li, &inf, &err) != DFQ_OK) {
 			free(t.cell);
-			return cmd_fail(ctx, "%s", err.msg);
+			return cmd_fail_error(ctx, &err);
 		}
 		const struct dfq_apoint *p = layer_point(m, li);
 		layer_cells(m, li, &inf, p, t.cell[t.nrows++]);
@@ -616,7 +616,7 @@ static enum cmd_retval cmd_info_exec(struct cmd_ctx *ctx, struct args *a)
 	struct dfq_layer_info inf;
 	struct dfq_error err;
 	if (dfq_model_layer_info(m, li, &inf, &err) != DFQ_OK)
-		return cmd_fail(ctx, "%s", err.msg);
+		return cmd_fail_error(ctx, &err);
 	info_structure(ctx, m, li);
 	info_weights(ctx, m, li, &inf);
 	info_act(ctx, m, li);

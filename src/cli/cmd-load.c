@@ -120,9 +120,9 @@ static enum cmd_retval cmd_load_exec(struct cmd_ctx *ctx, struct args *a)
 	struct dfq_error err;
 	dfq_error_clear(&err);
 	if (dfq_onnx_load_file(path, &g, &err) != DFQ_OK)
-		return cmd_fail(ctx, "%s", err.msg);
+		return cmd_fail_error(ctx, &err);
 	if (session_set_model(ctx->s, g, path, &err) != DFQ_OK)
-		return cmd_fail(ctx, "%s", err.msg);
+		return cmd_fail_error(ctx, &err);
 	print_summary(ctx, ctx->s->graph, path);
 	return CMD_RETURN_NORMAL;
 }

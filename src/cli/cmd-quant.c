@@ -72,11 +72,6 @@ static enum cmd_retval cmd_quantize_exec(struct cmd_ctx *ctx, struct args *a)
 	enum cmd_retval rv = mc_run_step(ctx, true, quantize_fn, &qa, &rep);
 	if (rv != CMD_RETURN_NORMAL)
 		return rv;
-	/* The core's summary may end in "; N activation tensors ... stay float":
-	 * the CLI says that itself, naming them. */
-	char *tail = strstr(rep.summary, "; ");
-	if (tail)
-		*tail = '\0';
 	mc_print_report(ctx, &rep, quantize_row, &keys);
 	char cfg[96], floats[1024];
 	cJSON_AddStringToObject(ctx->json, "config", mc_qconfig_str(&qa.q, cfg, sizeof cfg));
@@ -177,7 +172,7 @@ static bool calib_open(struct cmd_ctx *ctx, const struct args *a, struct calib *
 	struct dfq_error err;
 	const struct dfq_value *in = &g->values[g->inputs[0]];
 	if (dfq_data_fit(s->data, in->name, &in->shape, &err) != DFQ_OK)
-		return cmd_fail(ctx, "%s", err.msg), false;
+		return cmd_fail_error(ctx, &err), false;
 	int64_t avail = dfq_data_count(s->data, DFQ_SPLIT_CALIB);
 	if (avail <= 0)
 		return cmd_fail(ctx,
@@ -322,7 +317,7 @@ static enum cmd_retval measure_bn(struct cmd_ctx *ctx, struct dfq_model *m)
 	struct dfq_error err;
 	dfq_step_report_init(&rep);
 	if (dfq_model_measure_bn(m, &rep, &err) != DFQ_OK)
-		return cmd_fail(ctx, "%s", err.msg);
+		return cmd_fail_error(ctx, &err);
 	print_points(ctx, m, false);
 	cmd_print(ctx, "%s", rep.summary);
 	cJSON_AddStringToObject(ctx->json, "summary", rep.summary);
@@ -353,7 +348,7 @@ bool mc_measure_data(struct cmd_ctx *ctx, struct dfq_model *m, const struct args
 	if (st != DFQ_OK) {
 		if (stopped)
 			return cmd_fail(ctx, "measure interrupted; the ranges are as they were"), false;
-		return cmd_fail(ctx, "%s", err.msg), false;
+		return cmd_fail_error(ctx, &err), false;
 	}
 	*samples = c.n;
 	return true;
@@ -383,6 +378,7 @@ static enum cmd_retval cmd_measure_exec(struct cmd_ctx *ctx, struct args *a)
 	if (strcmp(what, "bn") == 0) {
 		if (args_get(a, "n"))
 			return cmd_fail(ctx, "measure bn takes no --n (it reads no data)");
+		ctx->not_a_step = true; /* the data-free ranges follow the model anyway */
 		return measure_bn(ctx, m);
 	}
 	if (strcmp(what, "data") == 0)
@@ -556,7 +552,7 @@ static enum cmd_retval cmd_error_exec(struct cmd_ctx *ctx, struct args *a)
 	dfq_qerr_reduce red = DFQ_QERR_CHANNEL;
 	const char *rs = args_get(a, "reduce");
 	if (rs && dfq_qerr_reduce_parse(rs, &red, &err) != DFQ_OK)
-		return cmd_fail(ctx, "%s", err.msg);
+		return cmd_fail_error(ctx, &err);
 	int li = mc_one_target(ctx);
 	if (li < 0)
 		return CMD_RETURN_ERROR;
@@ -570,7 +566,7 @@ static enum cmd_retval cmd_error_exec(struct cmd_ctx *ctx, struct args *a)
 	struct dfq_tensor *eps = NULL;
 	struct dfq_qerr_stats st;
 	if (dfq_model_weight_error(m, li, qp, red, &eps, &st, &err) != DFQ_OK)
-		return cmd_fail(ctx, "%s", err.msg);
+		return cmd_fail_error(ctx, &err);
 	char cfg[96], shape[160];
 	struct dfq_shape sh;
 	dfq_tensor_shape(eps, &sh);
@@ -591,7 +587,7 @@ static enum cmd_retval cmd_error_exec(struct cmd_ctx *ctx, struct args *a)
 	const char *out = args_get(a, "out");
 	enum cmd_retval rv = CMD_RETURN_NORMAL;
 	if (out && dfq_npy_write(out, eps, &err) != DFQ_OK)
-		rv = cmd_fail(ctx, "%s", err.msg);
+		rv = cmd_fail_error(ctx, &err);
 	else if (out)
 		cmd_print(ctx, "  wrote %s", out);
 	dfq_tensor_free(eps);

@@ -13,8 +13,10 @@ const struct cmd_entry *const cmd_table[] = {
     &cmd_layers_entry,     &cmd_info_entry,     &cmd_fold_entry,     &cmd_relu6_entry,
     &cmd_clip_entry,       &cmd_equalize_entry, &cmd_absorb_entry,   &cmd_quantize_entry,
     &cmd_dequantize_entry, &cmd_measure_entry,  &cmd_biascorr_entry, &cmd_error_entry,
-    &cmd_reset_entry,      &cmd_set_entry,      &cmd_show_entry,     &cmd_source_entry,
-    &cmd_echo_entry,       &cmd_help_entry,     &cmd_quit_entry,     NULL,
+    &cmd_steps_entry,      &cmd_undo_entry,     &cmd_redo_entry,     &cmd_reset_entry,
+    &cmd_save_entry,       &cmd_session_entry,  &cmd_set_entry,      &cmd_show_entry,
+    &cmd_source_entry,     &cmd_echo_entry,     &cmd_help_entry,     &cmd_quit_entry,
+    NULL,
 };
 
 /* --- lookup ------------------------------------------------------------- */
@@ -313,7 +315,7 @@ static bool resolve_targets(struct cmd_ctx *ctx, struct args *a)
 	struct dfq_error err;
 	dfq_error_clear(&err);
 	if (dfq_model_parse_targets(m, n, (const char *const *)specs, ctx->sel, &err) != DFQ_OK)
-		return cmd_fail(ctx, "%s", err.msg), false;
+		return cmd_fail_error(ctx, &err), false;
 	ctx->targets = specs;
 	ctx->ntargets = n;
 	for (int i = 0; i < m->nlayers; i++)
@@ -330,8 +332,7 @@ static enum cmd_retval run_exec(struct cmd_ctx *ctx, struct args *a)
 	if (!session_step_begin(ctx))
 		return CMD_RETURN_ERROR;
 	enum cmd_retval rv = e->exec(ctx, a);
-	session_step_end(ctx, rv);
-	return rv;
+	return session_step_end(ctx, rv);
 }
 
 enum cmd_retval cmd_run_argv(struct session *s, int argc, char **argv, const char *file, int lineno)

@@ -8,6 +8,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "dfq/dfq_error.h"
+
 struct session;
 
 /* What a command's exec returns; the runner decides what happens next. */
@@ -115,6 +117,11 @@ struct cmd_ctx {
 	int nsel;             /* layers selected */
 	char *const *targets; /* the target words (borrowed), ntargets of them */
 	int ntargets;
+	/* CMD_STEP commands: the runner opened the model's transaction; an
+	 * invocation that turns out to change nothing sets not_a_step, and the
+	 * transaction is rolled back instead of recorded */
+	bool step_open;
+	bool not_a_step;
 };
 
 /* The registry: NULL-terminated, in `help` order. */
@@ -137,6 +144,11 @@ extern const struct cmd_entry cmd_measure_entry;
 extern const struct cmd_entry cmd_biascorr_entry;
 extern const struct cmd_entry cmd_error_entry;
 extern const struct cmd_entry cmd_reset_entry;
+extern const struct cmd_entry cmd_steps_entry;
+extern const struct cmd_entry cmd_undo_entry;
+extern const struct cmd_entry cmd_redo_entry;
+extern const struct cmd_entry cmd_save_entry;
+extern const struct cmd_entry cmd_session_entry;
 extern const struct cmd_entry cmd_echo_entry;
 extern const struct cmd_entry cmd_help_entry;
 extern const struct cmd_entry cmd_quit_entry;
@@ -216,6 +228,9 @@ void cmd_out(struct cmd_ctx *ctx, bool result, const char *fmt, ...)
 /* The session is verbose (cmd_detail prints). */
 bool cmd_verbose(const struct cmd_ctx *ctx);
 void cmd_error(struct cmd_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The core's error as one line: its message, and what to do about it when
+ * the core names a remedy (err->remedy), in this program's commands. */
+enum cmd_retval cmd_fail_error(struct cmd_ctx *ctx, const struct dfq_error *err);
 /* cmd_error() and return CMD_RETURN_ERROR, so a failure path is one line. */
 enum cmd_retval cmd_fail(struct cmd_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -173,14 +173,14 @@ enum cmd_retval mc_run_step(struct cmd_ctx *ctx, bool needs_fold, mc_step_fn fn,
 	dfq_step_report_init(rep);
 	if (!needs_fold || m->folded) {
 		if (fn(m, arg, rep, &err) != DFQ_OK)
-			return cmd_fail(ctx, "%s", err.msg);
+			return cmd_fail_error(ctx, &err);
 		session_model_changed(s);
 		return CMD_RETURN_NORMAL;
 	}
 	/* Fold, then the step, as one transaction: a refusal undoes the fold too. */
 	bool own = !dfq_model_in_transaction(m);
 	if (own && dfq_model_begin(m, &err) != DFQ_OK)
-		return cmd_fail(ctx, "%s", err.msg);
+		return cmd_fail_error(ctx, &err);
 	struct dfq_step_report fr;
 	dfq_step_report_init(&fr);
 	if (dfq_model_fold(m, &fr, &err) != DFQ_OK || fn(m, arg, rep, &err) != DFQ_OK ||
@@ -188,7 +188,7 @@ enum cmd_retval mc_run_step(struct cmd_ctx *ctx, bool needs_fold, mc_step_fn fn,
 		dfq_step_report_free(&fr);
 		if (own)
 			dfq_model_rollback(m);
-		return cmd_fail(ctx, "%s", err.msg);
+		return cmd_fail_error(ctx, &err);
 	}
 	session_model_changed(s);
 	print_fold_first(ctx, &fr);
@@ -230,6 +230,18 @@ static void row_json(cJSON *arr, const struct dfq_model *m, const struct dfq_ste
 		cJSON_Delete(o);
 }
 
+/* What the user can do when a step found no BN statistics to work with. */
+static const char *summary_hint(const struct dfq_step_report *rep)
+{
+	if (rep->has_stats)
+		return "";
+	if (rep->step == DFQ_STEP_FOLD && rep->nrows == 0)
+		return " (use ranges and bias correction from data)";
+	if (rep->step == DFQ_STEP_BIASCORR && rep->samples == 0)
+		return ": use --empirical";
+	return "";
+}
+
 void mc_print_report(struct cmd_ctx *ctx, const struct dfq_step_report *rep, mc_row_fmt fmt,
                      const struct mc_row_keys *keys)
 {
@@ -252,10 +264,16 @@ void mc_print_report(struct cmd_ctx *ctx, const struct dfq_step_report *rep, mc_
 		if (arr)
 			row_json(arr, m, row, keys);
 	}
-	cmd_print(ctx, "%s", rep->summary);
+	cmd_print(ctx, "%s%s", rep->summary, summary_hint(rep));
 	cJSON_AddStringToObject(ctx->json, "summary", rep->summary);
 	cJSON_AddNumberToObject(ctx->json, "changed", rep->nchanged);
 	cJSON_AddNumberToObject(ctx->json, "skipped", rep->nskipped);
+	cJSON_AddNumberToObject(ctx->json, "biascorr_dropped", rep->ndropped);
+	if (rep->ndropped > 0)
+		cmd_print(ctx,
+		          "biascorr: dropped the correction of %d layer%s: it was made for the "
+		          "weights, grids or inputs this step changed ('biascorr' makes it anew)",
+		          rep->ndropped, rep->ndropped == 1 ? "" : "s");
 }
 
 /* --- quantization configuration ------------------------------------------------- */
@@ -344,7 +362,7 @@ static bool eval_ranges(struct cmd_ctx *ctx, struct dfq_model *m)
 	struct dfq_error err;
 	dfq_step_report_init(&rep);
 	if (dfq_model_measure_bn(m, &rep, &err) != DFQ_OK)
-		return cmd_fail(ctx, "%s", err.msg), false;
+		return cmd_fail_error(ctx, &err), false;
 	dfq_step_report_free(&rep);
 	struct range_counts c;
 	count_ranges(m, &c);
@@ -413,7 +431,7 @@ int mc_eval_prepare(struct cmd_ctx *ctx, struct dfq_exec *ex)
 		return -1;
 	struct dfq_error err;
 	if (dfq_model_exec_prepare(m, ex, mode, &err) != DFQ_OK)
-		return cmd_fail(ctx, "%s", err.msg), -1;
+		return cmd_fail_error(ctx, &err), -1;
 	return (int)mode;
 }
 
@@ -445,6 +463,7 @@ void mc_eval_deltas(struct cmd_ctx *ctx, int mode, int64_t n, int64_t top1, int6
 		cJSON_AddNumberToObject(ctx->json, "delta_fp32", 0);
 	delta_line(ctx, "vs last", "delta_last", &s->last, n, t1);
 	cJSON_AddBoolToObject(ctx->json, "baseline", baseline);
+	session_record_eval(s, mode == DFQ_RUN_QUANT, &now);
 	if (baseline)
 		s->fp32 = now;
 	s->last = now;

@@ -2,11 +2,41 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "cmd.h"
+
+/* Every line a command prints goes through emit(): to stdout/stderr, or to the
+ * session's sink when it has one (the screen's log, a session load's replay). */
+static void emit(struct session *s, enum out_kind kind, const char *text)
+{
+	if (s->sink) {
+		s->sink(s->sink_user, kind, text);
+		return;
+	}
+	if (kind == OUT_ERROR) {
+		/* Keep stdout and stderr in order when both go to one terminal. */
+		fflush(stdout);
+		fprintf(stderr, "%s\n", text);
+		return;
+	}
+	fputs(text, stdout);
+	putchar('\n');
+	if (kind == OUT_JSON)
+		fflush(stdout);
+}
+
+static void vemit(struct session *s, enum out_kind kind, const char *fmt, va_list ap)
+{
+	char buf[4096];
+	int n = vsnprintf(buf, sizeof buf, fmt, ap);
+	if (n >= (int)sizeof buf)
+		strcpy(buf + sizeof buf - 4, "...");
+	emit(s, kind, buf);
+}
 
 /* Text is for people: --json replaces all of it with the result object; -q
  * keeps only results (and errors, which are never silenced). */
@@ -16,9 +46,8 @@ void cmd_result(struct cmd_ctx *ctx, const char *fmt, ...)
 		return;
 	va_list ap;
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	vemit(ctx->s, OUT_RESULT, fmt, ap);
 	va_end(ap);
-	putchar('\n');
 }
 
 void cmd_print(struct cmd_ctx *ctx, const char *fmt, ...)
@@ -27,9 +56,8 @@ void cmd_print(struct cmd_ctx *ctx, const char *fmt, ...)
 		return;
 	va_list ap;
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	vemit(ctx->s, OUT_INFO, fmt, ap);
 	va_end(ap);
-	putchar('\n');
 }
 
 void cmd_out(struct cmd_ctx *ctx, bool result, const char *fmt, ...)
@@ -38,9 +66,8 @@ void cmd_out(struct cmd_ctx *ctx, bool result, const char *fmt, ...)
 		return;
 	va_list ap;
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	vemit(ctx->s, result ? OUT_RESULT : OUT_INFO, fmt, ap);
 	va_end(ap);
-	putchar('\n');
 }
 
 bool cmd_verbose(const struct cmd_ctx *ctx)
@@ -54,33 +81,30 @@ void cmd_detail(struct cmd_ctx *ctx, const char *fmt, ...)
 		return;
 	va_list ap;
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	vemit(ctx->s, OUT_DETAIL, fmt, ap);
 	va_end(ap);
-	putchar('\n');
 }
 
-/* Print a cJSON object as one line on stdout and flush, so a reader of the
- * pipe sees each result as soon as the command finishes. */
-static void print_json_line(cJSON *obj)
+/* Print a cJSON object as one line and flush, so a reader of the pipe sees
+ * each result as soon as the command finishes. */
+static void print_json_line(struct session *s, cJSON *obj)
 {
 	char *text = cJSON_PrintUnformatted(obj);
 	if (text) {
-		printf("%s\n", text);
-		fflush(stdout);
+		emit(s, OUT_JSON, text);
 		cJSON_free(text);
 	}
 }
 
 static void verror(struct cmd_ctx *ctx, const char *fmt, va_list ap)
 {
-	char msg[1024];
+	char msg[1024], line[1300];
 	vsnprintf(msg, sizeof msg, fmt, ap);
-	/* Keep stdout and stderr in order when both go to one terminal. */
-	fflush(stdout);
 	if (ctx->file)
-		fprintf(stderr, "%s:%d: %s\n", ctx->file, ctx->line, msg);
+		snprintf(line, sizeof line, "%s:%d: %s", ctx->file, ctx->line, msg);
 	else
-		fprintf(stderr, "%s\n", msg);
+		snprintf(line, sizeof line, "%s", msg);
+	emit(ctx->s, OUT_ERROR, line);
 	/* One JSON error object per failing command, however many lines. */
 	if (ctx->s->json && !ctx->reported) {
 		cJSON *o = cJSON_CreateObject();
@@ -95,7 +119,7 @@ static void verror(struct cmd_ctx *ctx, const char *fmt, va_list ap)
 				cJSON_AddNumberToObject(o, "line", ctx->line);
 			}
 			cJSON_AddStringToObject(o, "error", msg);
-			print_json_line(o);
+			print_json_line(ctx->s, o);
 			cJSON_Delete(o);
 		}
 	}
@@ -122,18 +146,17 @@ enum cmd_retval cmd_fail(struct cmd_ctx *ctx, const char *fmt, ...)
 void cmd_emit_json(struct cmd_ctx *ctx)
 {
 	if (ctx->json)
-		print_json_line(ctx->json);
+		print_json_line(ctx->s, ctx->json);
 }
 
-void cli_info(const struct session *s, const char *fmt, ...)
+void cli_info(struct session *s, const char *fmt, ...)
 {
 	if (s->json || s->quiet)
 		return;
 	va_list ap;
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	vemit(s, OUT_INFO, fmt, ap);
 	va_end(ap);
-	putchar('\n');
 }
 
 void cli_warn(const char *fmt, ...)
@@ -158,4 +181,32 @@ int cli_output_width(void)
 	if (c && num_parse(c, &columns, &n))
 		return (int)n;
 	return 100;
+}
+
+/* What to type about a core error that names a remedy. */
+static const char *remedy_text(dfq_remedy r)
+{
+	switch (r) {
+	case DFQ_REMEDY_NONE:
+		break;
+	case DFQ_REMEDY_FOLD:
+		return "run 'fold' first";
+	case DFQ_REMEDY_RELU6:
+		return "run 'relu6-to-relu' first";
+	case DFQ_REMEDY_DATA:
+		return "use data: 'measure data', 'biascorr --empirical'";
+	case DFQ_REMEDY_LIST:
+		return "type 'layers' to list them";
+	}
+	return NULL;
+}
+
+enum cmd_retval cmd_fail_error(struct cmd_ctx *ctx, const struct dfq_error *err)
+{
+	const char *r = remedy_text(err->remedy);
+	if (!r)
+		return cmd_fail(ctx, "%s", err->msg);
+	if (err->remedy == DFQ_REMEDY_LIST)
+		return cmd_fail(ctx, "%s (%s)", err->msg, r);
+	return cmd_fail(ctx, "%s: %s", err->msg, r);
 }

@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "cli.h"
+#include "dfq/dfq_sha256.h"
 #include "cmd.h"
 #include "dfq/dfq_eval.h"
 
@@ -82,6 +83,8 @@ void session_free(struct session *s)
 	dfq_model_free(s->model);
 	free(s->model_path);
 	dfq_data_free(s->data);
+	free(s->data_line);
+	free(s->evals);
 	memset(s, 0, sizeof *s);
 }
 
@@ -154,6 +157,7 @@ dfq_status session_set_model(struct session *s, struct dfq_graph *g, const char 
 	}
 	if (!s->model_path || strcmp(s->model_path, path) != 0)
 		s->fp32 = s->last = (struct eval_mark){0};
+	s->nevals = 0; /* they refer to the old model's steps */
 	/* The executor borrows the old graph: it must go first. */
 	session_drop_exec(s);
 	dfq_model_free(s->model);
@@ -161,6 +165,9 @@ dfq_status session_set_model(struct session *s, struct dfq_graph *g, const char 
 	s->model = m;
 	s->graph = m->g;
 	s->model_path = p;
+	/* which file this was, for session save (the file may change later) */
+	if (dfq_sha256_file(path, s->model_sha256, NULL) != DFQ_OK)
+		s->model_sha256[0] = '\0';
 	return DFQ_OK;
 }
 

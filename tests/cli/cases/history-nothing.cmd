@@ -1,0 +1,1 @@
+--no-tui -c 'load data/dfqnet.onnx; set errexit off; undo; redo; reset; undo 0; fold; undo; undo; redo; redo; reset; redo 9'

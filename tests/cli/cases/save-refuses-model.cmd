@@ -1,0 +1,1 @@
+--no-tui -c 'load data/dfqnet.onnx; fold; save model.onnx'
