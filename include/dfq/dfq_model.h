@@ -24,7 +24,7 @@
  *   QUANT - fake quantization: each quantized layer's weights replaced by
  *           their fake-quantized copy (computed once per change, held by the
  *           layer) through dfq_exec_set_override(); biases plus the quantized
- *           model's bias correction (bbits > 0: fake-quantized); activations
+ *           model's bias correction (bbits 8 or 16: fake-quantized); activations
  *           fake-quantized by the exec value hook at the enabled activation
  *           points (model input, outputs of quantized layers after their
  *           activation, Add, Concat, pooling nodes) with the current ranges.
@@ -81,7 +81,8 @@ struct dfq_qconfig {
 	int wbits;          /* weights: 2..16 */
 	int abits;          /* output activation: 2..16, 0 = keep it float */
 	int bbits;          /* bias: 0 = float, 8 or 16 (own min/max grid), 32 = INT32
-	                     * as hardware does (error below float resolution: kept float) */
+	                     * as hardware does (its rounding error, at most half of
+	                     * s_w s_x, is far below the output's grid: kept float) */
 	dfq_qscheme scheme; /* weights and activations: asymmetric or symmetric */
 	bool per_channel;   /* weights: a grid per output channel */
 };

@@ -1,4 +1,4 @@
-/* dfq_quant.h - uniform quantization math (algorithms.md sections 1-2).
+/* dfq_quant.h - uniform quantization math (docs/algorithms.md, sections 1-2).
  *
  * Pure functions on float arrays: no graph, no I/O.  "Fake quantization":
  * values stay float32 and take at most 2^bits distinct values.

@@ -1,4 +1,4 @@
-/* quant.c - quantization grids, fake quantization, quantization error (algorithms.md 1-2). */
+/* quant.c - quantization grids, fake quantization, quantization error (docs/algorithms.md secs. 1-2). */
 #include <assert.h>
 #include <float.h>
 #include <math.h>
@@ -99,7 +99,7 @@ static float range_scale(float lo, float hi, int32_t steps)
  * A constant range [c, c], c != 0, puts c on code +-kmax (kmax = qmax - qmin asymmetric, qmax
  * symmetric) with scale fl(|c| / kmax).  In float, kmax * fl(|c| / kmax) misses |c| by an ulp
  * for ~0.4% of values at 8 bits (17% at 2 bits), and no neighbouring scale fixes it.  As
- * algorithms.md wants a constant tensor to quantize to itself, take the largest code k <= kmax
+ * docs/algorithms.md wants a constant tensor to quantize to itself, take the largest code k <= kmax
  * whose scale |c| / k gives back |c| exactly: k = kmax (the definition) almost always, a power
  * of two always works unless |c| / k is below the scale floor.  Returns def when none does
  * (|c| < DFQ_QSCALE_MIN: nothing reproduces c with a floored scale).
