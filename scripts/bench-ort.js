@@ -23,7 +23,15 @@ const fs = require('fs');
 const path = require('path');
 
 const ortDir = process.env.DFQ_ORT_DIR || '/var/tmp/dfq-ort';
-const ort = require(path.join(ortDir, 'node_modules', 'onnxruntime-node'));
+let ort;
+try {
+	ort = require(path.join(ortDir, 'node_modules', 'onnxruntime-node'));
+} catch (e) {
+	if (e.code !== 'MODULE_NOT_FOUND')
+		throw e;
+	console.error(`bench-ort: no onnxruntime-node in ${ortDir}/node_modules: run scripts/setup-bench, then scripts/bench (which installs it there)`);
+	process.exit(2);
+}
 
 // Minimal .npy reader: little-endian <f4 or <i8, C order.
 function readNpy(file) {

@@ -28,8 +28,11 @@ import resource
 import sys
 import time
 
-import numpy as np
-import torch
+try:
+    import numpy as np
+    import torch
+except ImportError as e:
+    sys.exit(f"bench-torch: missing {e.name} (python3-torch, python3-numpy): run scripts/setup-bench")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
