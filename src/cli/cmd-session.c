@@ -3,7 +3,7 @@
  * evals) as versioned JSON.  Loading replays the steps on a session of its own and replaces the
  * current one only when everything worked: a bad file changes nothing.
  *
- * Format 1 (docs/sessions.md describes it field by field):
+ * Format 1 (the README describes it field by field):
  *   {"dfq_session": 1, "saved_by": "dfq 0.1", "saved_at": "2026-12-02T11:00:00Z",
  *    "model": {"path": "...", "sha256": "..."}, "data": "data fmnist" | null,
  *    "settings": {"wbits": "8", ...},
@@ -661,9 +661,9 @@ const struct cmd_entry cmd_session_entry = {
     .summary = "save or load the whole session (model, settings, steps, ranges, accuracies)",
     .exec = cmd_session_exec,
     .flags = 0,
-    .help = "The file is JSON (format 1, docs/sessions.md), written whole or not at all.\n"
-            "Loading checks the model file's SHA-256, replays the steps (undone ones\n"
-            "too, then undoes them) with the settings and data each ran with, and only\n"
-            "then replaces the current session: a corrupt, truncated or foreign file, a\n"
-            "newer format or a changed model leaves the session as it was.",
+    .help = "The file is JSON (format 1, described in the README), written whole or not\n"
+            "at all.  Loading checks the model file's SHA-256, replays the steps (undone\n"
+            "ones too, then undoes them) with the settings and data each ran with, and\n"
+            "only then replaces the current session: a corrupt, truncated or foreign\n"
+            "file, a newer format or a changed model leaves the session as it was.",
 };

@@ -114,19 +114,25 @@ struct dfq_model *dfq_model_new(struct dfq_graph *g, struct dfq_error *err)
 
 /* --- layer info --------------------------------------------------------- */
 
-dfq_status dfq_model_channel_ranges(const struct dfq_model *m, int li, float *lo, float *hi,
-                                    struct dfq_error *err)
+dfq_status dfq_model_channel_ranges_of(const struct dfq_model *m, int li,
+                                       const struct dfq_tensor *w, float *lo, float *hi,
+                                       struct dfq_error *err)
 {
 	if (li < 0 || li >= m->nlayers)
 		return dfq_error_set(err, DFQ_ERR_ARG, "no layer %d (the model has %d)", li,
 		                     m->nlayers);
 	const struct dfq_layer *L = &m->layers[li];
-	const float *w = model_w(m, L);
+	if (!w)
+		w = m->g->values[L->w_vi].init;
+	if (!dfq_tensor_same_shape(w, m->g->values[L->w_vi].init))
+		return dfq_error_set(err, DFQ_ERR_SHAPE, "weights of another shape than layer '%s''s",
+		                     L->name);
+	const float *x = dfq_tensor_f32(w);
 	int64_t cin_g = L->cin / L->group;
 	for (int64_t o = 0; o < L->cout; o++) {
 		float mn = INFINITY, mx = -INFINITY;
 		for (int64_t i = 0; i < cin_g; i++) {
-			const float *p = w + o * L->w_ostride + i * L->w_istride;
+			const float *p = x + o * L->w_ostride + i * L->w_istride;
 			for (int64_t k = 0; k < L->ksize; k++) {
 				mn = p[k] < mn ? p[k] : mn;
 				mx = p[k] > mx ? p[k] : mx;
@@ -136,6 +142,12 @@ dfq_status dfq_model_channel_ranges(const struct dfq_model *m, int li, float *lo
 		hi[o] = mx;
 	}
 	return DFQ_OK;
+}
+
+dfq_status dfq_model_channel_ranges(const struct dfq_model *m, int li, float *lo, float *hi,
+                                    struct dfq_error *err)
+{
+	return dfq_model_channel_ranges_of(m, li, NULL, lo, hi, err);
 }
 
 dfq_status dfq_model_layer_info(const struct dfq_model *m, int li, struct dfq_layer_info *out,

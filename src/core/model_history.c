@@ -200,3 +200,26 @@ dfq_status dfq_model_history_entry(const struct dfq_model *m, int i, struct dfq_
 	out->tag = r->tag;
 	return DFQ_OK;
 }
+
+struct dfq_tensor *dfq_model_weights_before(const struct dfq_model *m, int li, int *step)
+{
+	if (step)
+		*step = -1;
+	if (li < 0 || li >= m->nlayers)
+		return NULL;
+	int vi = m->layers[li].w_vi;
+	const struct model_history *h = &m->priv->hist;
+	/* a tensor that changed was replaced (copy-on-write): walking back from
+	 * the model, the first entry whose saved weights differ from the ones
+	 * after it made the change */
+	const struct dfq_tensor *cur = m->g->values[vi].init;
+	for (int r = h->applied - 1; r >= 0; r--) {
+		const struct model_save *s = h->rec[r].save;
+		if (!(s->parts & PART_VALUES) || s->values[vi].init == cur)
+			continue;
+		if (step)
+			*step = r;
+		return dfq_tensor_ref(s->values[vi].init);
+	}
+	return NULL;
+}
