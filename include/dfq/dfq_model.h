@@ -168,6 +168,11 @@ dfq_status dfq_model_layer_info(const struct dfq_model *m, int li, struct dfq_la
  * caller's arrays), e.g. for a per-channel range chart. */
 dfq_status dfq_model_channel_ranges(const struct dfq_model *m, int li, float *lo, float *hi,
                                     struct dfq_error *err);
+/* The same of weights w of layer li's shape (NULL: the current ones), e.g.
+ * from dfq_model_weights_before(). */
+dfq_status dfq_model_channel_ranges_of(const struct dfq_model *m, int li,
+                                       const struct dfq_tensor *w, float *lo, float *hi,
+                                       struct dfq_error *err);
 
 /* ---------------------------------------------------------------------------
  * Activation points (QuantMeasure)
@@ -309,6 +314,12 @@ bool dfq_model_in_transaction(const struct dfq_model *m);
 dfq_status dfq_model_undo(struct dfq_model *m, int n, int *done, struct dfq_error *err);
 /* Redo the next n undone entries, as dfq_model_undo. */
 dfq_status dfq_model_redo(struct dfq_model *m, int n, int *done, struct dfq_error *err);
+
+/* The weights of layer li as they were before the last applied step that
+ * changed them, with that step's index in *step (may be NULL): a reference
+ * the caller drops with dfq_tensor_free(), read-only.  NULL (and *step -1)
+ * when no applied step changed them. */
+struct dfq_tensor *dfq_model_weights_before(const struct dfq_model *m, int li, int *step);
 
 struct dfq_history_entry {
 	const char *label;  /* borrowed from the model */
