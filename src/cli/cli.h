@@ -48,6 +48,10 @@ enum out_kind {
 };
 /* Where the session's output goes instead of stdout/stderr. */
 typedef void (*out_sink)(void *user, enum out_kind kind, const char *line);
+/* Where progress of long work goes: done of total units of what ("eval"),
+ * secs since it began; done < 0 means it ended. */
+typedef void (*progress_sink)(void *user, const char *what, int64_t done, int64_t total,
+                              double secs);
 
 /* What the program keeps with each step of the model's history (the
  * entry's tag; its label is the command as typed). */
@@ -90,6 +94,10 @@ struct session {
 	int nevals, cap_evals;
 	out_sink sink;   /* NULL: stdout and stderr */
 	void *sink_user; /* the sink's */
+	progress_sink progress; /* NULL: a bar on stderr when it is a terminal */
+	void *progress_user;
+	bool progress_drawn; /* the stderr bar is on the screen */
+	double progress_last; /* seconds at its last redraw */
 };
 
 #define SESSION_MAX_DEPTH 16
@@ -174,6 +182,13 @@ void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * $COLUMNS when it is set to a number, else 100. */
 int cli_output_width(void);
 
+/* output.c: progress of long work (eval, measuring, empirical bias
+ * correction): to the session's progress sink, else a bar with an ETA on
+ * stderr when it is a terminal (never with --json or -q).  Redraws at most
+ * ten times a second.  cli_progress_end clears it. */
+void cli_progress(struct session *s, const char *what, int64_t done, int64_t total, double secs);
+void cli_progress_end(struct session *s);
+
 /* files.c: write len bytes of text to path atomically (a temporary file
  * beside it, fsync, rename): the old file stays whole until the new one is.
  * false with one sentence in why. */
@@ -181,5 +196,11 @@ bool cli_write_atomic(const char *path, const char *text, size_t len, char *why,
 
 /* repl.c: the interactive GNU Readline loop; returns when the user quits. */
 void repl_run(struct session *s);
+/* Readline as the prompt and the screen's command line both use it:
+ * completion from the command table and s's layers, history in
+ * ~/.dfq_history.  repl_readline_done undoes the setup. */
+void repl_readline_setup(struct session *s);
+void repl_history_add(const char *line);
+void repl_readline_done(void);
 
 #endif

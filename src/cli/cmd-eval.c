@@ -11,48 +11,10 @@
 #include "dfq/dfq_eval.h"
 #include "model-cmd.h"
 
-#define BAR_WIDTH 30
-
-/* The progress bar on stderr (only on a terminal, never with --json). */
-struct progress {
-	bool show;
-	bool drawn;
-	double last; /* seconds at the last redraw */
-};
-
-static void bar_clear(struct progress *p)
-{
-	if (p->drawn) {
-		fputs("\r\033[K", stderr);
-		fflush(stderr);
-		p->drawn = false;
-	}
-}
-
-static void bar_draw(struct progress *p, int64_t done, int64_t total, double secs)
-{
-	char bar[BAR_WIDTH + 1];
-	int fill = total ? (int)(BAR_WIDTH * done / total) : 0;
-	for (int i = 0; i < BAR_WIDTH; i++)
-		bar[i] = i < fill ? '#' : '-';
-	bar[BAR_WIDTH] = '\0';
-	double rate = secs > 0 ? (double)done / secs : 0;
-	long eta = rate > 0 ? (long)((double)(total - done) / rate + 0.5) : 0;
-	fprintf(stderr, "\r\033[Keval [%s] %3d%% %lld/%lld  %.0f images/s  ETA %ld:%02ld", bar,
-	        (int)(100 * done / (total ? total : 1)), (long long)done, (long long)total, rate,
-	        eta / 60, eta % 60);
-	fflush(stderr);
-	p->drawn = true;
-}
-
-/* After each batch: redraw at most ten times a second; stop on Ctrl-C. */
+/* After each batch: progress; stop on Ctrl-C. */
 static bool on_progress(void *user, int64_t done, int64_t total, double secs)
 {
-	struct progress *p = user;
-	if (p->show && (secs - p->last >= 0.1 || done == total)) {
-		bar_draw(p, done, total, secs);
-		p->last = secs;
-	}
+	cli_progress(user, "eval", done, total, secs);
 	return !cli_interrupted();
 }
 
@@ -108,9 +70,8 @@ static enum cmd_retval cmd_eval_exec(struct cmd_ctx *ctx, struct args *a)
 	if (mode < 0)
 		return CMD_RETURN_ERROR;
 
-	struct progress p = {.show = !s->json && !s->quiet && isatty(STDERR_FILENO)};
 	o.progress = on_progress;
-	o.user = &p;
+	o.user = s;
 	struct model_run mr = {.m = s->model, .mode = (dfq_run_mode)mode};
 	if (s->model) {
 		o.run = run_model;
@@ -120,7 +81,7 @@ static enum cmd_retval cmd_eval_exec(struct cmd_ctx *ctx, struct args *a)
 	cli_interrupt_catch(true);
 	dfq_status st = dfq_eval_run(ex, s->graph, s->data, &o, &r, &err);
 	cli_interrupt_catch(false);
-	bar_clear(&p);
+	cli_progress_end(s);
 	if (st != DFQ_OK)
 		return cmd_fail_error(ctx, &err);
 	if (r.cancelled)

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dfq/dfq_data.h"
 #include "dfq/dfq_npy.h"
@@ -144,6 +145,11 @@ struct calib {
 	bool cache;
 	struct dfq_tensor **held; /* owned: nbatches entries (cache) or 1 (the current) */
 	bool interrupted;
+	/* progress: batches handed out so far of passes * nbatches */
+	struct session *s;
+	const char *what;
+	int64_t fetched, passes;
+	struct timespec t0;
 };
 
 static void calib_free(struct calib *c)
@@ -221,10 +227,32 @@ static dfq_status calib_get(struct calib *c, int64_t index, const struct dfq_ten
 	return DFQ_OK;
 }
 
+/* The model asks for the batches pass after pass: each one it gets is a
+ * unit of progress. */
 static dfq_status calib_next(void *user, int64_t index, const struct dfq_tensor **x,
                              struct dfq_error *err)
 {
-	return calib_get(user, index, x, err);
+	struct calib *c = user;
+	dfq_status st = calib_get(c, index, x, err);
+	if (st == DFQ_OK && *x && c->s) {
+		struct timespec t;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		double secs = (double)(t.tv_sec - c->t0.tv_sec) + (double)(t.tv_nsec - c->t0.tv_nsec) * 1e-9;
+		int64_t total = c->passes * c->nbatches;
+		c->fetched++;
+		cli_progress(c->s, c->what, c->fetched < total ? c->fetched : total, total, secs);
+	}
+	return st;
+}
+
+/* Report progress of passes passes over the batches, as what. */
+static void calib_progress(struct calib *c, struct session *s, const char *what, int64_t passes)
+{
+	c->s = s;
+	c->what = what;
+	c->passes = passes > 0 ? passes : 1;
+	c->fetched = 0;
+	clock_gettime(CLOCK_MONOTONIC, &c->t0);
 }
 
 /* --- measure ---------------------------------------------------------------------- */
@@ -337,10 +365,12 @@ bool mc_measure_data(struct cmd_ctx *ctx, struct dfq_model *m, const struct args
 	struct dfq_exec *ex = session_exec(ctx->s, &err);
 	struct dfq_step_report rep;
 	dfq_step_report_init(&rep);
+	calib_progress(&c, ctx->s, "measure", 1);
 	cli_interrupt_catch(true);
 	dfq_status st =
 	    ex ? dfq_model_measure_data(m, ex, NULL, calib_next, &c, &rep, &err) : err.status;
 	cli_interrupt_catch(false);
+	cli_progress_end(ctx->s);
 	dfq_step_report_free(&rep);
 	bool stopped = c.interrupted;
 	calib_free(&c);
@@ -446,10 +476,16 @@ static enum cmd_retval biascorr_empirical(struct cmd_ctx *ctx, struct dfq_model 
 	struct dfq_exec *ex = session_exec(ctx->s, &err);
 	struct dfq_step_report rep;
 	dfq_step_report_init(&rep);
+	/* one FP32 pass, then one per layer corrected */
+	int64_t passes = 1;
+	for (int i = 0; i < m->nlayers; i++)
+		passes += !sel || sel[i];
+	calib_progress(&c, ctx->s, "biascorr", passes);
 	cli_interrupt_catch(true);
 	dfq_status st =
 	    ex ? dfq_model_biascorr_empirical(m, ex, sel, calib_next, &c, &rep, &err) : err.status;
 	cli_interrupt_catch(false);
+	cli_progress_end(ctx->s);
 	bool stopped = c.interrupted;
 	calib_free(&c);
 	if (st != DFQ_OK)

@@ -210,3 +210,46 @@ enum cmd_retval cmd_fail_error(struct cmd_ctx *ctx, const struct dfq_error *err)
 		return cmd_fail(ctx, "%s (%s)", err->msg, r);
 	return cmd_fail(ctx, "%s: %s", err->msg, r);
 }
+
+/* --- progress --------------------------------------------------------------------------- */
+
+#define BAR_WIDTH 30
+
+void cli_progress(struct session *s, const char *what, int64_t done, int64_t total, double secs)
+{
+	if (secs - s->progress_last < 0.1 && done < total && s->progress_last > 0)
+		return;
+	s->progress_last = secs > 0 ? secs : 1e-9;
+	if (s->progress) {
+		s->progress(s->progress_user, what, done, total, secs);
+		return;
+	}
+	if (s->json || s->quiet || !isatty(STDERR_FILENO))
+		return;
+	char bar[BAR_WIDTH + 1];
+	int fill = total > 0 ? (int)(BAR_WIDTH * (done < total ? done : total) / total) : 0;
+	for (int i = 0; i < BAR_WIDTH; i++)
+		bar[i] = i < fill ? '#' : '-';
+	bar[BAR_WIDTH] = '\0';
+	double rate = secs > 0 ? (double)done / secs : 0;
+	long eta = rate > 0 && total > done ? (long)((double)(total - done) / rate + 0.5) : 0;
+	fprintf(stderr, "\r\033[K%s [%s] %3d%% %lld/%lld  ETA %ld:%02ld", what, bar,
+	        (int)(100 * done / (total > 0 ? total : 1)), (long long)done, (long long)total,
+	        eta / 60, eta % 60);
+	fflush(stderr);
+	s->progress_drawn = true;
+}
+
+void cli_progress_end(struct session *s)
+{
+	s->progress_last = 0;
+	if (s->progress) {
+		s->progress(s->progress_user, NULL, -1, 0, 0);
+		return;
+	}
+	if (s->progress_drawn) {
+		fputs("\r\033[K", stderr);
+		fflush(stderr);
+		s->progress_drawn = false;
+	}
+}

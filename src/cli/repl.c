@@ -325,9 +325,12 @@ static void catch_sigint(bool on)
 	sigaction(SIGINT, &sa, NULL);
 }
 
-void repl_run(struct session *s)
+/* The history file, set up by repl_readline_setup. */
+static char *hist_file;
+
+void repl_readline_setup(struct session *s)
 {
-	char *hist = history_path();
+	hist_file = history_path();
 	build_word_lists();
 	complete_session = s;
 	rl_readline_name = "dfq";
@@ -336,9 +339,34 @@ void repl_run(struct session *s)
 	 * and each file of "npy:X.npy,Y.npy". */
 	rl_completer_word_break_characters = " \t\n\"\\'`@$><=;|&{(,:";
 	rl_catch_signals = 0;
-	rl_signal_event_hook = on_signal_event;
 	using_history();
-	history_start(hist);
+	history_start(hist_file);
+}
+
+void repl_history_add(const char *line)
+{
+	const char *p = line + strspn(line, " \t");
+	if (!*p)
+		return;
+	add_history(line);
+	if (hist_file)
+		append_history(1, hist_file);
+}
+
+void repl_readline_done(void)
+{
+	free(hist_file);
+	hist_file = NULL;
+	free(layer_words);
+	layer_words = NULL;
+	layer_cap = 0;
+	complete_session = NULL;
+}
+
+void repl_run(struct session *s)
+{
+	repl_readline_setup(s);
+	rl_signal_event_hook = on_signal_event;
 	/* Typos at the prompt are not failures of the program. */
 	bool had_error = s->had_error;
 	cli_info(s, "dfq %s: type 'help' for commands, 'quit' or Ctrl-D to leave", PACKAGE_VERSION);
@@ -346,26 +374,16 @@ void repl_run(struct session *s)
 		got_sigint = 0;
 		catch_sigint(true);
 		char *line = readline("dfq> ");
-		/* While a command runs Ctrl-C stops the program, as it did
-		 * before; cancelling a running command needs support from the core. */
+		/* While a command runs, Ctrl-C is the command's (cli_interrupt_catch). */
 		catch_sigint(false);
 		if (!line)
 			break;
-		const char *p = line + strspn(line, " \t");
-		if (*p) {
-			add_history(line);
-			if (hist)
-				append_history(1, hist);
-		}
+		repl_history_add(line);
 		enum cmd_retval rv = cmd_run_line(s, line, NULL, 0, false);
 		free(line);
 		if (rv == CMD_RETURN_QUIT)
 			break;
 	}
 	s->had_error = had_error;
-	free(hist);
-	free(layer_words);
-	layer_words = NULL;
-	layer_cap = 0;
-	complete_session = NULL;
+	repl_readline_done();
 }
