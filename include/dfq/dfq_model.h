@@ -547,4 +547,90 @@ dfq_status dfq_model_weight_error(const struct dfq_model *m, int li, const struc
                                   dfq_qerr_reduce reduce, struct dfq_tensor **eps,
                                   struct dfq_qerr_stats *st, struct dfq_error *err);
 
+/* ---------------------------------------------------------------------------
+ * Quantization error histograms (model_hist.c; docs/algorithms.md sec. 1-3)
+ *
+ * The error of a quantizer in units of its grid step, (Q(x) - x) / step, per
+ * value (per-channel weight grids: each channel's own step).  Rounding alone
+ * keeps it within [-0.5, 0.5], spread evenly when the values cover many steps;
+ * a value beyond its grid's range is clamped to the end code ("clipped") and
+ * lands outside, as far out as it was clipped.  The default bins cover
+ * [-0.5, 0.5], so clipping and outliers show in the counts below and above.
+ * ------------------------------------------------------------------------- */
+
+#define DFQ_HIST_BINS_MAX 10000
+
+struct dfq_hist_opts {
+	int nbins;     /* 1..DFQ_HIST_BINS_MAX; default 20 */
+	double lo, hi; /* the bins' range in grid steps, finite, lo < hi; default -0.5, 0.5 */
+};
+void dfq_hist_opts_default(struct dfq_hist_opts *o);
+
+typedef enum dfq_hist_kind {
+	DFQ_HIST_WEIGHTS = 0, /* a layer's weights: Q(W) - W */
+	DFQ_HIST_ACT,         /* a layer's output activations on a batch: fq(y) - y */
+} dfq_hist_kind;
+
+/* A histogram of quantization errors and its figures.  The struct is the
+ * caller's (e.g. on the stack); it owns counts, which dfq_hist_free()
+ * releases.  Every function below that fills one first zeroes it, so after a
+ * failure there is nothing to free (freeing is still safe), and a zeroed or
+ * freed struct may be freed again. */
+struct dfq_hist {
+	dfq_hist_kind kind;
+	int layer; /* the layer, or -1 (dfq_qerr_hist) */
+	int bits;  /* of the grid(s) */
+	dfq_qscheme scheme;
+	bool per_channel; /* weights: a grid per output channel */
+	int ngrids;       /* 1, or cout when per channel */
+	double step;      /* the grid step (scale); per channel: the mean of the steps */
+	double step_min, step_max;
+	struct dfq_qparams grid;  /* the grid (per channel: channel 0's) */
+	double grid_lo, grid_hi;  /* the values it spans: (qmin - zp) step .. (qmax - zp) step */
+	struct dfq_qconfig q;     /* weights: the configuration used (zeroed otherwise) */
+	int64_t samples;          /* act: samples in the batch (its axis 0); weights: 0 */
+	int nbins;
+	double lo, hi;         /* bin b covers [lo + b w, lo + (b + 1) w), w = (hi - lo) / nbins;
+	                        * the last bin includes hi */
+	int64_t *counts;       /* owned: nbins counts */
+	int64_t below, above;  /* errors below lo, above hi */
+	int64_t n;             /* values counted (bins + below + above) */
+	int64_t clipped;       /* values outside their grid's range (clamped to an end) */
+	double mean, rms;      /* of the error, in grid steps */
+	double max_abs;        /* largest |error|, in grid steps */
+	double sqnr_db;        /* 10 log10(sum x^2 / sum (Q(x) - x)^2), +inf when exact */
+};
+/* Free h->counts and zero *h (h may be NULL). */
+void dfq_hist_free(struct dfq_hist *h);
+
+/* The histogram of n values x against their quantized values xq (xq NULL:
+ * computed here with dfq_fake_quant1) on ngrids grids: the values come in
+ * ngrids consecutive blocks of n / ngrids (ngrids divides n), block g on
+ * grids[g].  Unclipped values' errors are folded into [-0.5, 0.5] (float
+ * rounding of Q(x) can exceed half a step by up to 2^-24 |code| steps).
+ * o NULL: defaults.  DFQ_ERR_ARG on bad options or a NaN/Inf value. */
+dfq_status dfq_qerr_hist(const float *x, const float *xq, int64_t n,
+                         const struct dfq_qparams *grids, int ngrids,
+                         const struct dfq_hist_opts *o, struct dfq_hist *h,
+                         struct dfq_error *err);
+
+/* The weight quantization error of layer li: Q(W) - W per weight over its
+ * grid step.  q NULL: the layer's own configuration and quantized weights
+ * (DFQ_ERR_ARG when it is not quantized); else what q would do (any layer,
+ * float or quantized; only wbits, scheme and per_channel matter). */
+dfq_status dfq_model_weight_hist(const struct dfq_model *m, int li, const struct dfq_qconfig *q,
+                                 const struct dfq_hist_opts *o, struct dfq_hist *h,
+                                 struct dfq_error *err);
+
+/* The activation quantization error at layer li's output on batch x (fed
+ * to model input 0; the model must have one input): the model runs in
+ * QUANT mode on ex (an executor over m->g) up to that output, and each value
+ * y of it, as the executor computes it before its fake quantization, gives
+ * (fq(y) - y) / step on the output's grid.  DFQ_ERR_ARG when the output has
+ * no grid: the layer is not quantized, keeps float activations (abits 0),
+ * or its output has no range.  ex is left with no hook and no overrides. */
+dfq_status dfq_model_act_hist(struct dfq_model *m, struct dfq_exec *ex, int li,
+                              const struct dfq_tensor *x, const struct dfq_hist_opts *o,
+                              struct dfq_hist *h, struct dfq_error *err);
+
 #endif

@@ -12,7 +12,8 @@
  *           activation points from the graph), model_layer.c (what a layer runs
  *           with, and what a change of it makes obsolete), model_exec.c (preparing
  *           executors), model_grids.c (activation grids), model_targets.c,
- *           model_pairs.c, model_cow.c (copy-on-write of the model's parts)
+ *           model_pairs.c, model_cow.c (copy-on-write of the model's parts),
+ *           model_hist.c (quantization error histograms)
  *   base    model_base.c (layer buffers and accessors), model_stats.c (data-free
  *           propagation of BN statistics), model_report.c, model_names.c, rc.c
  *
@@ -294,6 +295,8 @@ struct model_history {
 void model_history_free(struct model_history *h);
 
 /* --- model_settings.c: range source, n-std, input ranges (public API only) -- */
+
+/* --- model_hist.c: quantization error histograms (public API only) ------- */
 
 /* --- model_step.c: the frame a step runs in -------------------------------- */
 
