@@ -163,6 +163,9 @@ struct dfq_layer_info {
 };
 dfq_status dfq_model_layer_info(const struct dfq_model *m, int li, struct dfq_layer_info *out,
                                 struct dfq_error *err);
+/* The range of layer li's output activation quantizer in use (cheap: no
+ * pass over the weights); false when it has none. */
+bool dfq_model_layer_act_range(const struct dfq_model *m, int li, float *lo, float *hi);
 
 /* Per output channel min and max of the current weights (lo, hi: cout each,
  * caller's arrays), e.g. for a per-channel range chart. */

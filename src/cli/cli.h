@@ -90,6 +90,7 @@ struct session {
 	struct eval_mark fp32; /* the model before any step (eval of the unchanged model) */
 	struct eval_mark last; /* the previous eval */
 	char *data_line;       /* owned: the data command that opened data, for save */
+	bool steps_unsaved;    /* the history moved since the last save / session save */
 	struct eval_record *evals; /* owned: every eval on this model, oldest first */
 	int nevals, cap_evals;
 	out_sink sink;   /* NULL: stdout and stderr */

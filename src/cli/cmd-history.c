@@ -189,6 +189,7 @@ static enum cmd_retval move(struct cmd_ctx *ctx, int n, bool back, const char *w
 	if (st != DFQ_OK)
 		return cmd_fail_error(ctx, &err);
 	session_model_changed(s);
+	s->steps_unsaved = true;
 	int after = dfq_model_history_applied(m), total = dfq_model_history_count(m);
 	char list[1024];
 	labels(m, back ? after : before, back ? before : after, list, sizeof list);
@@ -243,6 +244,7 @@ static enum cmd_retval cmd_reset_exec(struct cmd_ctx *ctx, struct args *a)
 	if (dfq_model_undo(m, n, &done, &err) != DFQ_OK)
 		return cmd_fail_error(ctx, &err);
 	session_model_changed(ctx->s);
+	ctx->s->steps_unsaved = true;
 	cmd_print(ctx, "reset: undid %d step%s; the model is as loaded ('redo %d' brings %s back)",
 	          done, done == 1 ? "" : "s", done, done == 1 ? "it" : "them");
 	cJSON_AddNumberToObject(ctx->json, "undone", done);

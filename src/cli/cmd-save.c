@@ -70,6 +70,7 @@ static enum cmd_retval cmd_save_exec(struct cmd_ctx *ctx, struct args *a)
 	script_free(&sc);
 	if (!ok)
 		return cmd_fail(ctx, "save: %s", why);
+	ctx->s->steps_unsaved = false;
 	int applied = dfq_model_history_applied(ctx->s->model);
 	cmd_print(ctx, "saved %d step%s and the settings to %s (replay: dfq -x %s)", applied,
 	          applied == 1 ? "" : "s", path, path);

@@ -208,6 +208,7 @@ static enum cmd_retval session_save(struct cmd_ctx *ctx, const char *path)
 	cJSON_free(text);
 	if (!ok)
 		return cmd_fail(ctx, "session save: %s", why);
+	s->steps_unsaved = false;
 	int n = dfq_model_history_count(s->model);
 	cmd_print(ctx, "saved the session (%d step%s, %d eval%s) to %s", n, n == 1 ? "" : "s",
 	          s->nevals, s->nevals == 1 ? "" : "s", path);
@@ -547,10 +548,14 @@ static void adopt(struct session *s, struct session *t)
 {
 	struct session old = *s;
 	*s = *t;
+	s->steps_unsaved = false;
 	s->set.errexit = old.set.errexit;
 	s->set.verbose = old.set.verbose;
 	s->set.timing = old.set.timing;
-	s->set.threads = t->set.threads; /* the executor t built */
+	s->set.threads = old.set.threads;
+	/* t's executor ran with t's thread count: the next use builds one */
+	dfq_exec_free(s->exec);
+	s->exec = NULL;
 	s->json = old.json;
 	s->quiet = old.quiet;
 	s->had_error = old.had_error;

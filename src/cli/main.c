@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "cmd.h"
+#include "tui.h"
 
 static void usage(FILE *f)
 {
@@ -20,7 +21,7 @@ static void usage(FILE *f)
 	        "  -i             stay interactive after -x/-c\n"
 	        "  --data SPEC    open data after the model: 'data SPEC' (see 'help data')\n"
 	        "  --json         one JSON object per command result on stdout\n"
-	        "  --tui|--no-tui ncurses panes (not available yet) or line mode\n"
+	        "  --tui|--no-tui the screen (the default on a terminal) or line mode\n"
 	        "  --threads N    kernel threads (0 = all CPUs)\n"
 	        "  --scalar       use the scalar reference kernels instead of the fast ones\n"
 	        "  -q, --quiet    quiet: no informational text, only results and errors\n"
@@ -55,7 +56,7 @@ struct options {
 	struct action *actions;
 	int nactions;
 	bool interactive;
-	bool tui;
+	int tui; /* 1 --tui, 0 --no-tui, -1 as the terminal allows */
 	const char *model;
 	const char *data; /* --data SPEC */
 };
@@ -114,10 +115,10 @@ static int parse_options(int argc, char **argv, struct session *s, struct option
 			s->json = true;
 			break;
 		case OPT_TUI:
-			o->tui = true;
+			o->tui = 1;
 			break;
 		case OPT_NO_TUI:
-			o->tui = false;
+			o->tui = 0;
 			break;
 		case OPT_SCALAR:
 			s->set.fast = false;
@@ -189,7 +190,7 @@ int main(int argc, char **argv)
 {
 	struct session s;
 	session_init(&s);
-	struct options o = {0};
+	struct options o = {.tui = -1};
 	o.actions = calloc((size_t)argc + 1, sizeof *o.actions);
 	if (!o.actions) {
 		cli_warn("out of memory");
@@ -201,11 +202,34 @@ int main(int argc, char **argv)
 		session_free(&s);
 		return status;
 	}
-	if (o.tui && !s.quiet)
-		cli_warn("TUI mode is not available yet; using line mode");
-
 	bool scripted = o.nactions > 0;
+	bool interactive = o.interactive || !scripted;
+	/* The screen: on a terminal unless told otherwise (--json is for programs). */
+	char why[128] = "";
+	bool screen = interactive && o.tui != 0 && (o.tui == 1 || !s.json) &&
+	              tui_possible(why, sizeof why);
+	if (o.tui == 1 && !screen && interactive)
+		cli_warn("cannot show the screen (%s); using line mode", why[0] ? why : "--json");
+
 	enum cmd_retval rv = CMD_RETURN_NORMAL;
+	if (screen && !scripted) {
+		/* the model and data open inside the screen, their summaries in its log */
+		const char *first[2];
+		char *lines[2] = {NULL, NULL};
+		int n = 0;
+		if (o.model)
+			lines[n++] = cmd_join_argv(2, (char *[]){"load", (char *)o.model});
+		if (o.data)
+			lines[n++] = cmd_join_argv(2, (char *[]){"data", (char *)o.data});
+		for (int i = 0; i < n; i++)
+			first[i] = lines[i];
+		bool ok = tui_run(&s, first, n);
+		for (int i = 0; i < n; i++)
+			free(lines[i]);
+		if (ok)
+			goto done;
+		screen = false;
+	}
 	if (o.model)
 		rv = load_model(&s, o.model);
 	if (o.data && rv == CMD_RETURN_NORMAL)
@@ -213,12 +237,15 @@ int main(int argc, char **argv)
 	/* A model that failed to load stops a script before it starts. */
 	for (int i = 0; i < o.nactions && rv == CMD_RETURN_NORMAL; i++)
 		rv = run_action(&s, &o.actions[i]);
-	if (rv != CMD_RETURN_QUIT && (o.interactive || !scripted)) {
+	if (rv != CMD_RETURN_QUIT && interactive) {
+		if (screen && tui_run(&s, NULL, 0))
+			goto done;
 		if (isatty(STDIN_FILENO))
 			repl_run(&s);
 		else if (rv == CMD_RETURN_NORMAL)
 			cmd_run_stream(&s, stdin, "stdin");
 	}
+done:
 	status = s.had_error ? 1 : 0;
 	free(o.actions);
 	session_free(&s);

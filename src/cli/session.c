@@ -158,6 +158,7 @@ dfq_status session_set_model(struct session *s, struct dfq_graph *g, const char 
 	if (!s->model_path || strcmp(s->model_path, path) != 0)
 		s->fp32 = s->last = (struct eval_mark){0};
 	s->nevals = 0; /* they refer to the old model's steps */
+	s->steps_unsaved = false;
 	/* The executor borrows the old graph: it must go first. */
 	session_drop_exec(s);
 	dfq_model_free(s->model);

@@ -66,6 +66,7 @@ enum cmd_retval session_step_end(struct cmd_ctx *ctx, enum cmd_retval rv)
 		session_model_changed(s);
 		return cmd_fail(ctx, "%s; the step was not kept (nothing changed)", err.msg);
 	}
+	s->steps_unsaved = true;
 	return rv;
 }
 

@@ -150,6 +150,19 @@ dfq_status dfq_model_channel_ranges(const struct dfq_model *m, int li, float *lo
 	return dfq_model_channel_ranges_of(m, li, NULL, lo, hi, err);
 }
 
+bool dfq_model_layer_act_range(const struct dfq_model *m, int li, float *lo, float *hi)
+{
+	if (li < 0 || li >= m->nlayers)
+		return false;
+	int pi = model_point_of(m, m->layers[li].out_vi);
+	const struct dfq_range *r = pi >= 0 ? model_point_range(&m->points[pi]) : NULL;
+	if (!r || !r->valid)
+		return false;
+	*lo = r->lo;
+	*hi = r->hi;
+	return true;
+}
+
 dfq_status dfq_model_layer_info(const struct dfq_model *m, int li, struct dfq_layer_info *out,
                                 struct dfq_error *err)
 {
@@ -175,13 +188,7 @@ dfq_status dfq_model_layer_info(const struct dfq_model *m, int li, struct dfq_la
 	out->nparams = w->numel + (L->b_vi >= 0 ? m->g->values[L->b_vi].init->numel : 0);
 	out->wbits = L->quantized ? L->q.wbits : 0;
 	out->abits = L->quantized ? L->q.abits : 0;
-	int pi = model_point_of(m, L->out_vi);
-	const struct dfq_range *r = pi >= 0 ? model_point_range(&m->points[pi]) : NULL;
-	if (r && r->valid) {
-		out->has_act_range = true;
-		out->act_lo = r->lo;
-		out->act_hi = r->hi;
-	}
+	out->has_act_range = dfq_model_layer_act_range(m, li, &out->act_lo, &out->act_hi);
 	return DFQ_OK;
 }
 
