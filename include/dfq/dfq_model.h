@@ -320,9 +320,15 @@ dfq_status dfq_model_redo(struct dfq_model *m, int n, int *done, struct dfq_erro
 
 /* The weights of layer li as they were before the last applied step that
  * changed them, with that step's index in *step (may be NULL): a reference
- * the caller drops with dfq_tensor_free(), read-only.  NULL (and *step -1)
- * when no applied step changed them. */
+ * the caller drops with dfq_tensor_free(), read-only.  When that step also
+ * folded the layer's BatchNorm (a command that folds first), the weights
+ * come with the BatchNorm folded in, so that they compare with the ones the
+ * step made (the form of the paper's Figure 2).  NULL (and *step -1) when no
+ * applied step changed them. */
 struct dfq_tensor *dfq_model_weights_before(const struct dfq_model *m, int li, int *step);
+/* What those weights are, as an identity to cache views by (no allocation):
+ * it changes when they would.  NULL when there are none. */
+const void *dfq_model_weights_before_id(const struct dfq_model *m, int li, int *step);
 
 struct dfq_history_entry {
 	const char *label;  /* borrowed from the model */

@@ -1,4 +1,5 @@
 /* model_history.c - transactions and the step history: commit, roll back, undo, redo. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -201,12 +202,9 @@ dfq_status dfq_model_history_entry(const struct dfq_model *m, int i, struct dfq_
 	return DFQ_OK;
 }
 
-struct dfq_tensor *dfq_model_weights_before(const struct dfq_model *m, int li, int *step)
+/* The applied entry that last changed layer li's weights, or -1. */
+static int last_change(const struct dfq_model *m, int li)
 {
-	if (step)
-		*step = -1;
-	if (li < 0 || li >= m->nlayers)
-		return NULL;
 	int vi = m->layers[li].w_vi;
 	const struct model_history *h = &m->priv->hist;
 	/* a tensor that changed was replaced (copy-on-write): walking back from
@@ -215,11 +213,62 @@ struct dfq_tensor *dfq_model_weights_before(const struct dfq_model *m, int li, i
 	const struct dfq_tensor *cur = m->g->values[vi].init;
 	for (int r = h->applied - 1; r >= 0; r--) {
 		const struct model_save *s = h->rec[r].save;
-		if (!(s->parts & PART_VALUES) || s->values[vi].init == cur)
-			continue;
-		if (step)
-			*step = r;
-		return dfq_tensor_ref(s->values[vi].init);
+		if ((s->parts & PART_VALUES) && s->values[vi].init != cur)
+			return r;
 	}
-	return NULL;
+	return -1;
+}
+
+const void *dfq_model_weights_before_id(const struct dfq_model *m, int li, int *step)
+{
+	int r = li >= 0 && li < m->nlayers ? last_change(m, li) : -1;
+	if (step)
+		*step = r;
+	return r < 0 ? NULL : m->priv->hist.rec[r].save->values[m->layers[li].w_vi].init;
+}
+
+/* The weights of layer li in save s with the BatchNormalization they had
+ * there folded in (a new tensor), or NULL when they had none (or out of
+ * memory: then the unfolded ones serve). */
+static struct dfq_tensor *folded(const struct dfq_model *m, const struct model_save *s, int li)
+{
+	const struct dfq_layer *L = &m->layers[li];
+	if (!(s->parts & PART_LAYERS) || !(s->parts & PART_NODES) || li >= s->nlayers)
+		return NULL;
+	const struct dfq_layer *B = &s->layers[li];
+	if (B->w_vi != L->w_vi || B->bn_node < 0 || B->bn_node >= s->nnodes)
+		return NULL;
+	const struct dfq_node *bn = &s->nodes[B->bn_node];
+	const struct dfq_tensor *gam = s->values[bn->inputs[1]].init;
+	const struct dfq_tensor *var = s->values[bn->inputs[4]].init;
+	if (!gam || !var || gam->numel != L->cout || var->numel != L->cout)
+		return NULL;
+	struct dfq_tensor *w = dfq_tensor_clone(s->values[L->w_vi].init, NULL);
+	if (!w)
+		return NULL;
+	/* as step_fold.c scales them: W[o] * gamma_o / sqrt(var_o + eps) */
+	float *x = dfq_tensor_f32(w);
+	int64_t cin_g = L->cin / L->group;
+	for (int64_t o = 0; o < L->cout; o++) {
+		double sc =
+		    dfq_tensor_f32(gam)[o] / sqrt((double)dfq_tensor_f32(var)[o] + bn->p.epsilon);
+		for (int64_t i = 0; i < cin_g; i++) {
+			float *p = x + o * L->w_ostride + i * L->w_istride;
+			for (int64_t k = 0; k < L->ksize; k++)
+				p[k] = (float)(p[k] * sc);
+		}
+	}
+	return w;
+}
+
+struct dfq_tensor *dfq_model_weights_before(const struct dfq_model *m, int li, int *step)
+{
+	int r = li >= 0 && li < m->nlayers ? last_change(m, li) : -1;
+	if (step)
+		*step = r;
+	if (r < 0)
+		return NULL;
+	const struct model_save *s = m->priv->hist.rec[r].save;
+	struct dfq_tensor *f = folded(m, s, li);
+	return f ? f : dfq_tensor_ref(s->values[m->layers[li].w_vi].init);
 }

@@ -49,11 +49,10 @@ static void channels(const struct dfq_model *m, int li, struct layer_figs *f)
 {
 	const struct dfq_layer *L = &m->layers[li];
 	int step;
-	struct dfq_tensor *before = dfq_model_weights_before(m, li, &step);
-	if (f->have_channels && f->before == before && f->before_step == step) {
-		dfq_tensor_free(before);
+	const void *id = dfq_model_weights_before_id(m, li, &step);
+	if (f->have_channels && f->before == id && f->before_step == step)
 		return;
-	}
+	struct dfq_tensor *before = id ? dfq_model_weights_before(m, li, &step) : NULL;
 	free(f->lo);
 	free(f->hi);
 	free(f->blo);
@@ -69,9 +68,8 @@ static void channels(const struct dfq_model *m, int li, struct layer_figs *f)
 	    f->lo && f->hi && (!before || (f->blo && f->bhi)) &&
 	    dfq_model_channel_ranges(m, li, f->lo, f->hi, NULL) == DFQ_OK &&
 	    (!before || dfq_model_channel_ranges_of(m, li, before, f->blo, f->bhi, NULL) == DFQ_OK);
-	f->before = before;
+	f->before = id;
 	f->before_step = step;
-	/* the pointer is only an identity: the history keeps the tensor */
 	dfq_tensor_free(before);
 }
 

@@ -107,8 +107,11 @@ static void detail_draw(struct pane *p, struct tui *t)
 		const char *what = "the last step";
 		if (dfq_model_history_entry(m, f->before_step, &e, NULL) == DFQ_OK)
 			what = e.label;
-		snprintf(h1, sizeof h1, "before %s (|W| <= %.3g)", what, sb);
-		snprintf(h2, sizeof h2, "now (|W| <= %.3g)", sn);
+		/* the step's command when it fits, else just "before" */
+		snprintf(h1, sizeof h1, "before %s, |W| <= %.3g", what, sb);
+		if ((int)strlen(h1) > pw)
+			snprintf(h1, sizeof h1, "before, |W| <= %.3g", sb);
+		snprintf(h2, sizeof h2, "now, |W| <= %.3g", sn);
 		draw_text(w, 1, 1, inner, A_BOLD, true, "ch");
 		draw_text(w, 1, 1 + label, pw, A_BOLD, false, h1);
 		draw_text(w, 1, 1 + label + pw + 2, pw, A_BOLD, false, h2);

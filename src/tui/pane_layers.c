@@ -60,7 +60,7 @@ static void row_text(struct tui *t, int li, int w, char *buf, size_t len)
 	for (int d = 0, n = 0; d < wt->ndim; d++)
 		n += snprintf(shape + n, sizeof shape - (size_t)n, "%s%lld", d ? "x" : "",
 		              (long long)wt->dims[d]);
-	int nw = w >= 100 ? 24 : w >= 70 ? 20 : 16;
+	int nw = w >= 100 ? 24 : w >= 60 ? 20 : w >= 50 ? 18 : 16;
 	const char *name = mc_layer_name(m, li);
 	char nm[64];
 	int nl = (int)strlen(name);
@@ -80,7 +80,7 @@ static void row_text(struct tui *t, int li, int w, char *buf, size_t len)
 
 static void header_text(int w, char *buf, size_t len)
 {
-	int nw = w >= 100 ? 24 : w >= 70 ? 20 : 16;
+	int nw = w >= 100 ? 24 : w >= 60 ? 20 : w >= 50 ? 18 : 16;
 	int n = snprintf(buf, len, "%3s %-*s %5s %7s %5s %-7s", "#", nw, "name", "bits", "spread",
 	                 "SQNR", "steps");
 	if (w - n >= 17)
