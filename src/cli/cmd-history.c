@@ -29,21 +29,6 @@ static const char *delta(const struct eval_mark *e, const struct eval_mark *ref,
 	return buf;
 }
 
-static void json_mark(cJSON *o, const char *key, const struct eval_mark *e, bool quant)
-{
-	if (!o)
-		return;
-	if (!e->valid) {
-		cJSON_AddNullToObject(o, key);
-		return;
-	}
-	cJSON *m = cJSON_AddObjectToObject(o, key);
-	cJSON_AddNumberToObject(m, "n", (double)e->n);
-	cJSON_AddNumberToObject(m, "top1", e->top1);
-	cJSON_AddNumberToObject(m, "top5", e->top5);
-	cJSON_AddStringToObject(m, "mode", quant ? "quant" : "fp32");
-}
-
 /* The names of the layers an entry touched, as far as they fit in buf. */
 static void touched_names(const struct dfq_model *m, const struct dfq_history_entry *e, char *buf,
                           size_t len)
@@ -79,7 +64,7 @@ static void entry_json(cJSON *arr, const struct dfq_model *m, int i,
 			cJSON_Delete(s);
 	}
 	if (t)
-		json_mark(o, "eval", &t->eval, t->eval_quant);
+		mc_json_mark(o, "eval", &t->eval, t->eval_quant);
 	else
 		cJSON_AddNullToObject(o, "eval");
 	if (!cJSON_AddItemToArray(arr, o))
@@ -92,7 +77,7 @@ static enum cmd_retval cmd_steps_exec(struct cmd_ctx *ctx, struct args *a)
 	const struct dfq_model *m = s->model;
 	int n = dfq_model_history_count(m), applied = dfq_model_history_applied(m);
 	cJSON *arr = cJSON_AddArrayToObject(ctx->json, "steps");
-	json_mark(ctx->json, "fp32", &s->fp32, false);
+	mc_json_mark(ctx->json, "fp32", &s->fp32, false);
 	cJSON_AddNumberToObject(ctx->json, "applied", applied);
 	/* the label column takes what the others leave, within reason */
 	int width = cli_output_width();

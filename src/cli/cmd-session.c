@@ -45,19 +45,6 @@ static cJSON *settings_json(const struct settings *set)
 	return o;
 }
 
-static void add_mark(cJSON *o, const char *key, const struct eval_mark *e, bool quant)
-{
-	if (!e->valid) {
-		cJSON_AddNullToObject(o, key);
-		return;
-	}
-	cJSON *m = cJSON_AddObjectToObject(o, key);
-	cJSON_AddNumberToObject(m, "n", (double)e->n);
-	cJSON_AddNumberToObject(m, "top1", e->top1);
-	cJSON_AddNumberToObject(m, "top5", e->top5);
-	cJSON_AddStringToObject(m, "mode", quant ? "quant" : "fp32");
-}
-
 static void add_string_or_null(cJSON *o, const char *key, const char *v)
 {
 	if (v)
@@ -95,7 +82,7 @@ static cJSON *steps_json(const struct session *s)
 			if (!cJSON_AddItemToObject(o, "settings", set))
 				cJSON_Delete(set);
 			add_string_or_null(o, "data", t->data);
-			add_mark(o, "eval", &t->eval, t->eval_quant);
+			mc_json_mark(o, "eval", &t->eval, t->eval_quant);
 		}
 	}
 	return arr;
@@ -186,7 +173,7 @@ static enum cmd_retval session_save(struct cmd_ctx *ctx, const char *path)
 		add_item(root, "steps", steps_json(s), &ok);
 		add_item(root, "ranges", ranges_json(s->model), &ok);
 		if (s->fp32.valid)
-			add_mark(root, "fp32", &s->fp32, false);
+			mc_json_mark(root, "fp32", &s->fp32, false);
 		else
 			cJSON_AddNullToObject(root, "fp32");
 		add_item(root, "evals", evals_json(s), &ok);

@@ -116,6 +116,21 @@ const char *mc_num_small(double x, double ref, char *buf, size_t len)
 	return buf;
 }
 
+void mc_json_mark(cJSON *obj, const char *key, const struct eval_mark *e, bool quant)
+{
+	if (!obj)
+		return;
+	if (!e->valid) {
+		cJSON_AddNullToObject(obj, key);
+		return;
+	}
+	cJSON *m = cJSON_AddObjectToObject(obj, key);
+	cJSON_AddNumberToObject(m, "n", (double)e->n);
+	cJSON_AddNumberToObject(m, "top1", e->top1);
+	cJSON_AddNumberToObject(m, "top5", e->top5);
+	cJSON_AddStringToObject(m, "mode", quant ? "quant" : "fp32");
+}
+
 void mc_json_num(cJSON *obj, const char *key, double x)
 {
 	if (!obj)

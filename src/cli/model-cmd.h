@@ -40,6 +40,9 @@ const char *mc_num(double x, char *buf, size_t len);
  * correction, which would otherwise vary with the summation order. */
 const char *mc_num_small(double x, double ref, char *buf, size_t len);
 
+/* An accuracy as {"n", "top1", "top5", "mode"} under key, or null when it
+ * was not measured. */
+void mc_json_mark(cJSON *obj, const char *key, const struct eval_mark *e, bool quant);
 /* A number in a JSON object; NaN and infinities become null. */
 void mc_json_num(cJSON *obj, const char *key, double x);
 /* [lo, hi] as a JSON array, or null when !valid. */

@@ -304,7 +304,9 @@ void model_history_free(struct model_history *h);
 struct model_step {
 	bool own; /* this step opened the transaction */
 };
-dfq_status model_step_open(struct dfq_model *m, struct model_step *s, struct dfq_error *err);
+/* Open a step, and start its report r (may be NULL) for step (DFQ_STEP_*). */
+dfq_status model_step_open(struct dfq_model *m, struct model_step *s, struct dfq_step_report *r,
+                           unsigned step, struct dfq_error *err);
 /* End of a step with status st: when OK, refresh the grids and (own
  * transaction) record it as label; on failure (own transaction) roll back,
  * so the model is as it was.  Inside the caller's transaction a failure is

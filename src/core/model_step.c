@@ -2,8 +2,14 @@
  * one, the grids refreshed at the end, and the step recorded, or rolled back on failure. */
 #include "model_internal.h"
 
-dfq_status model_step_open(struct dfq_model *m, struct model_step *s, struct dfq_error *err)
+dfq_status model_step_open(struct dfq_model *m, struct model_step *s, struct dfq_step_report *r,
+                           unsigned step, struct dfq_error *err)
 {
+	if (r) {
+		dfq_step_report_init(r);
+		r->step = step;
+		r->has_stats = m->has_stats;
+	}
 	s->own = !m->priv->txn;
 	return s->own ? model_txn_open(m, err) : DFQ_OK;
 }

@@ -93,16 +93,13 @@ dfq_status dfq_model_absorb(struct dfq_model *m, const bool *sel, double n_std,
 	struct pair *pairs;
 	int npairs;
 	struct model_step s;
-	dfq_status st = model_step_open(m, &s, err);
+	struct dfq_step_report r;
+	dfq_status st = model_step_open(m, &s, &r, DFQ_STEP_ABSORB, err);
 	if (st != DFQ_OK)
 		return st;
 	st = model_find_pairs(m, &pairs, &npairs, err);
 	if (st != DFQ_OK)
 		return model_step_close(m, &s, st, "absorb", err);
-	struct dfq_step_report r;
-	dfq_step_report_init(&r);
-	r.step = DFQ_STEP_ABSORB;
-	r.has_stats = m->has_stats;
 	int64_t maxc = 1;
 	for (int li = 0; li < m->nlayers; li++)
 		maxc = m->layers[li].cout > maxc ? m->layers[li].cout : maxc;

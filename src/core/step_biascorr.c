@@ -122,17 +122,14 @@ dfq_status dfq_model_biascorr_analytic(struct dfq_model *m, const bool *sel,
                                        struct dfq_step_report *rep, struct dfq_error *err)
 {
 	struct model_step s;
-	dfq_status st = model_step_open(m, &s, err);
+	struct dfq_step_report r;
+	dfq_status st = model_step_open(m, &s, &r, DFQ_STEP_BIASCORR, err);
 	if (st != DFQ_OK)
 		return st;
 	struct vdesc *d;
 	st = model_vdesc_compute(m, &d, err);
 	if (st != DFQ_OK)
 		return model_step_close(m, &s, st, "biascorr", err);
-	struct dfq_step_report r;
-	dfq_step_report_init(&r);
-	r.step = DFQ_STEP_BIASCORR;
-	r.has_stats = m->has_stats;
 	struct bc_new *nw = calloc((size_t)(m->nlayers ? m->nlayers : 1), sizeof *nw);
 	if (!nw)
 		st = dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory correcting biases");

@@ -235,13 +235,10 @@ dfq_status dfq_model_biascorr_empirical(struct dfq_model *m, struct dfq_exec *ex
 	if (!next)
 		return dfq_error_set(err, DFQ_ERR_ARG, "bias correction from data needs batches");
 	struct model_step s;
-	dfq_status st = model_step_open(m, &s, err);
+	struct dfq_step_report r;
+	dfq_status st = model_step_open(m, &s, &r, DFQ_STEP_BIASCORR, err);
 	if (st != DFQ_OK)
 		return st;
-	struct dfq_step_report r;
-	dfq_step_report_init(&r);
-	r.step = DFQ_STEP_BIASCORR;
-	r.has_stats = m->has_stats;
 	struct emp e = {0};
 	st = emp_init(&e, m, sel, &r, err);
 	/* FP32 reference: every target in one pass */

@@ -49,12 +49,10 @@ dfq_status dfq_model_clip(struct dfq_model *m, const bool *sel, float lo, float 
 		}
 	}
 	struct model_step s;
-	dfq_status st = model_step_open(m, &s, err);
+	struct dfq_step_report r;
+	dfq_status st = model_step_open(m, &s, &r, DFQ_STEP_CLIP, err);
 	if (st != DFQ_OK)
 		return st;
-	struct dfq_step_report r;
-	dfq_step_report_init(&r);
-	r.step = DFQ_STEP_CLIP;
 	for (int li = 0; li < m->nlayers && st == DFQ_OK; li++) {
 		struct dfq_step_row *row = model_step_row(m, sel, li, true, &r, &st, err);
 		if (!row)

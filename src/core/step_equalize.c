@@ -696,7 +696,7 @@ dfq_status dfq_model_equalize(struct dfq_model *m, const bool *sel,
 	eq_iterate(&q, m->nlayers, &o, &r);
 	/* rescale weights, biases, statistics: nothing above changed the model */
 	struct model_step s;
-	st = model_step_open(m, &s, err);
+	st = model_step_open(m, &s, NULL, 0, err);
 	if (st != DFQ_OK) {
 		eqrun_free(&q, m->nlayers);
 		dfq_step_report_free(&r);

@@ -104,13 +104,11 @@ static dfq_status fold_layer(struct dfq_model *m, int li, struct dfq_step_row *r
 dfq_status dfq_model_fold(struct dfq_model *m, struct dfq_step_report *rep, struct dfq_error *err)
 {
 	struct model_step s;
-	dfq_status st = model_step_open(m, &s, err);
+	struct dfq_step_report r;
+	dfq_status st = model_step_open(m, &s, &r, DFQ_STEP_FOLD, err);
 	if (st != DFQ_OK)
 		return st;
 	struct dfq_graph *g = m->g;
-	struct dfq_step_report r;
-	dfq_step_report_init(&r);
-	r.step = DFQ_STEP_FOLD;
 	bool *kill = calloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof *kill);
 	int *params = malloc((size_t)(4 * (m->nlayers ? m->nlayers : 1)) * sizeof *params);
 	int nparams = 0;

@@ -323,11 +323,10 @@ dfq_status dfq_model_measure_data(struct dfq_model *m, struct dfq_exec *ex,
 	if (!next)
 		return dfq_error_set(err, DFQ_ERR_ARG, "measuring from data needs batches");
 	struct model_step s;
-	dfq_status st = model_step_open(m, &s, err);
+	struct dfq_step_report r;
+	dfq_status st = model_step_open(m, &s, &r, 0, err);
 	if (st != DFQ_OK)
 		return st;
-	struct dfq_step_report r;
-	dfq_step_report_init(&r);
 	m->priv->mopts = o;
 	m->data_stale = false;
 	/* corrections measured on data saw the grids of the old ranges */

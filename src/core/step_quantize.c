@@ -94,12 +94,10 @@ dfq_status dfq_model_quantize(struct dfq_model *m, const bool *sel, const struct
 		}
 	}
 	struct model_step s;
-	st = model_step_open(m, &s, err);
+	struct dfq_step_report r;
+	st = model_step_open(m, &s, &r, DFQ_STEP_QUANTIZE, err);
 	if (st != DFQ_OK)
 		return st;
-	struct dfq_step_report r;
-	dfq_step_report_init(&r);
-	r.step = DFQ_STEP_QUANTIZE;
 	char cfg[96];
 	qconfig_str(q, cfg, sizeof cfg);
 	for (int li = 0; li < m->nlayers && st == DFQ_OK; li++) {
@@ -128,12 +126,10 @@ dfq_status dfq_model_dequantize(struct dfq_model *m, const bool *sel, struct dfq
                                 struct dfq_error *err)
 {
 	struct model_step s;
-	dfq_status st = model_step_open(m, &s, err);
+	struct dfq_step_report r;
+	dfq_status st = model_step_open(m, &s, &r, DFQ_STEP_QUANTIZE, err);
 	if (st != DFQ_OK)
 		return st;
-	struct dfq_step_report r;
-	dfq_step_report_init(&r);
-	r.step = DFQ_STEP_QUANTIZE;
 	for (int li = 0; li < m->nlayers && st == DFQ_OK; li++) {
 		if (!model_selected(sel, li) || !m->layers[li].quantized)
 			continue;
@@ -177,7 +173,7 @@ dfq_status dfq_model_set_aux_quant(struct dfq_model *m, int bits, dfq_qscheme sc
 		return dfq_error_set(err, DFQ_ERR_ARG, "unknown quantization scheme %d",
 		                     (int)scheme);
 	struct model_step s;
-	dfq_status st = model_step_open(m, &s, err);
+	dfq_status st = model_step_open(m, &s, NULL, 0, err);
 	if (st != DFQ_OK)
 		return st;
 	m->aux_q.abits = bits;

@@ -9,12 +9,10 @@ dfq_status dfq_model_relu6_to_relu(struct dfq_model *m, const bool *sel,
                                    struct dfq_step_report *rep, struct dfq_error *err)
 {
 	struct model_step s;
-	dfq_status st = model_step_open(m, &s, err);
+	struct dfq_step_report r;
+	dfq_status st = model_step_open(m, &s, &r, DFQ_STEP_RELU6, err);
 	if (st != DFQ_OK)
 		return st;
-	struct dfq_step_report r;
-	dfq_step_report_init(&r);
-	r.step = DFQ_STEP_RELU6;
 	bool stale = false;
 	int first = -1;
 	for (int li = 0; li < m->nlayers && st == DFQ_OK; li++) {

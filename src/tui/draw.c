@@ -201,3 +201,23 @@ void draw_range_bar(struct tui *t, WINDOW *w, int y, int x, int n, double lo, do
 		}
 	}
 }
+
+void fmt_progress(const struct tui *t, int width, bool counts, char *buf, size_t len)
+{
+	char bar[256];
+	width = width < (int)sizeof bar - 1 ? width : (int)sizeof bar - 1;
+	int fill = t->prog_total > 0 ? (int)(width * t->prog_done / t->prog_total) : 0;
+	for (int i = 0; i < width; i++)
+		bar[i] = i < fill ? '#' : '-';
+	bar[width > 0 ? width : 0] = '\0';
+	double rate = t->prog_secs > 0 ? (double)t->prog_done / t->prog_secs : 0;
+	long eta = rate > 0 ? (long)((double)(t->prog_total - t->prog_done) / rate + 0.5) : 0;
+	int pct = (int)(100 * t->prog_done / (t->prog_total ? t->prog_total : 1));
+	if (counts)
+		snprintf(buf, len, "%s [%s] %3d%%  %lld/%lld  ETA %ld:%02ld  (Ctrl-C cancels)",
+		         t->prog_what, bar, pct, (long long)t->prog_done, (long long)t->prog_total,
+		         eta / 60, eta % 60);
+	else
+		snprintf(buf, len, "%s [%s] %3d%% ETA %ld:%02ld", t->prog_what, bar, pct, eta / 60,
+		         eta % 60);
+}

@@ -108,18 +108,7 @@ static void steps_draw(struct pane *p, struct tui *t)
 	}
 	/* long work in progress (eval, measure, biascorr): its bar sits here */
 	if (t->prog_what && rows > 2) {
-		int bw = inner - 30 > 10 ? inner - 30 : 10;
-		char bar[256];
-		int fill = t->prog_total > 0 ? (int)(bw * t->prog_done / t->prog_total) : 0;
-		for (int i = 0; i < bw && i < (int)sizeof bar - 1; i++)
-			bar[i] = i < fill ? '#' : '-';
-		bar[bw < (int)sizeof bar - 1 ? bw : (int)sizeof bar - 1] = '\0';
-		double rate = t->prog_secs > 0 ? (double)t->prog_done / t->prog_secs : 0;
-		long eta =
-		    rate > 0 ? (long)((double)(t->prog_total - t->prog_done) / rate + 0.5) : 0;
-		snprintf(buf, sizeof buf, "%s [%s] %3d%% ETA %ld:%02ld", t->prog_what, bar,
-		         (int)(100 * t->prog_done / (t->prog_total ? t->prog_total : 1)), eta / 60,
-		         eta % 60);
+		fmt_progress(t, inner - 30 > 10 ? inner - 30 : 10, false, buf, sizeof buf);
 		draw_text(w, p->h - 2, 1, inner, tui_attr(t, C_FOCUS), true, buf);
 	}
 }

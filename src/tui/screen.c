@@ -190,19 +190,7 @@ static void draw_status(struct tui *t)
 	char buf[512];
 	int attr = A_NORMAL;
 	if (t->prog_what) {
-		int bw = t->cols / 3;
-		int fill = t->prog_total > 0 ? (int)(bw * t->prog_done / t->prog_total) : 0;
-		char bar[256];
-		for (int i = 0; i < bw && i < (int)sizeof bar - 1; i++)
-			bar[i] = i < fill ? '#' : '-';
-		bar[bw < (int)sizeof bar - 1 ? bw : (int)sizeof bar - 1] = '\0';
-		double rate = t->prog_secs > 0 ? (double)t->prog_done / t->prog_secs : 0;
-		long eta =
-		    rate > 0 ? (long)((double)(t->prog_total - t->prog_done) / rate + 0.5) : 0;
-		snprintf(buf, sizeof buf,
-		         "%s [%s] %3d%%  %lld/%lld  ETA %ld:%02ld  (Ctrl-C cancels)", t->prog_what,
-		         bar, (int)(100 * t->prog_done / (t->prog_total ? t->prog_total : 1)),
-		         (long long)t->prog_done, (long long)t->prog_total, eta / 60, eta % 60);
+		fmt_progress(t, t->cols / 3, true, buf, sizeof buf);
 		attr = tui_attr(t, C_FOCUS);
 	} else if (t->ask_quit) {
 		snprintf(buf, sizeof buf, "%s", t->status);

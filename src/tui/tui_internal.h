@@ -151,6 +151,9 @@ void draw_fmt(WINDOW *w, int y, int x, int n, int attr, const char *fmt, ...)
  * mapped onto n columns at (y, x), with the zero line. */
 void draw_range_bar(struct tui *t, WINDOW *w, int y, int x, int n, double lo, double hi,
                     double scale, int attr);
+/* The progress of the running command as a bar of width columns with its
+ * ETA (and the counts, with counts). */
+void fmt_progress(const struct tui *t, int width, bool counts, char *buf, size_t len);
 /* "1.23", "-", "inf" into buf. */
 const char *fmt_num(double v, char *buf, size_t len);
 
