@@ -90,6 +90,7 @@ struct session {
 	int nevals, cap_evals;
 	out_sink sink;   /* NULL: stdout and stderr */
 	void *sink_user; /* the sink's */
+	struct gnuplot *gnuplot; /* owned: the chart co-process (gnuplot.h), NULL until a plot */
 };
 
 #define SESSION_MAX_DEPTH 16
