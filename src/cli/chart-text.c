@@ -360,6 +360,20 @@ static void draw_panel(struct canvas *cv, const struct chart_panel *P, int x0, i
 			text(cv, c, tr, l, k);
 			free_from = c + k + 1;
 		}
+	} else if (P->nseries > 0 && P->series[0].style == CHART_VBARS && P->series[0].n > 0) {
+		/* bars (channels): the first, middle and last bar's x under it */
+		const struct chart_series *s = &P->series[0];
+		double xs[3] = {s->x[0], s->x[s->n / 2], s->x[s->n - 1]};
+		int free_from = 0;
+		for (int i = 0; i < 3; i++) {
+			fmt_num(xs[i], n1, sizeof n1);
+			int k = (int)strlen(n1);
+			int c = col_of(&a, xs[i]) - (i == 2 ? k - 1 : i == 1 ? k / 2 : 0);
+			if (c < free_from || (i == 1 && s->n < 3))
+				continue;
+			text(cv, c, tr, n1, k);
+			free_from = c + k + 1;
+		}
 	} else {
 		fmt_num(xa, n1, sizeof n1);
 		fmt_num(xb, n2, sizeof n2);

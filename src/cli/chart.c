@@ -532,6 +532,19 @@ bool chart_deltas(struct session *s, struct chart *c, char *why, size_t len)
 	if (s->fp32.valid)
 		mark_add(&b, P, fmt("FP32 %.2f%% (the model as loaded)", 100.0 * s->fp32.top1),
 		         false, 100.0 * s->fp32.top1, 0.0);
+	/* room above and below the points for their values */
+	double lo = INFINITY, hi = -INFINITY;
+	for (int i = 0; i < k; i++) {
+		lo = fmin(lo, sr->y[i]);
+		hi = fmax(hi, sr->y[i]);
+	}
+	if (s->fp32.valid) {
+		lo = fmin(lo, 100.0 * s->fp32.top1);
+		hi = fmax(hi, 100.0 * s->fp32.top1);
+	}
+	double pad = fmax(1.0, 0.1 * (hi - lo));
+	P->ymin = fmax(0.0, lo - pad);
+	P->ymax = hi + pad;
 	if (mixed)
 		c->note = keep(&b, strdup("the evals counted different numbers of images: compare "
 		                          "with care"));
@@ -688,6 +701,20 @@ static void panel_gnuplot(struct out *o, const struct chart *c, int pi, enum cha
 	/* the plot */
 	put(o, "plot ");
 	int nplot = 0;
+	/* marks first: the data is drawn over them */
+	for (int i = 0; i < P->nmarks; i++) {
+		const struct chart_mark *k = &P->marks[i];
+		gnuplot_quote(k->name, q, sizeof q);
+		if (k->band && !text)
+			put(o, "%skeyentry with boxes fs solid 1.0 fc rgb '#dce6f5' title %s",
+			    nplot++ ? ", " : "", q);
+		else if (k->band)
+			put(o, "%skeyentry with lines dt 2 lc rgb '#5577aa' title %s",
+			    nplot++ ? ", " : "", q);
+		else
+			put(o, "%s%s with lines dt 2 lw 2 lc rgb '#c00000' title %s",
+			    nplot++ ? ", " : "", num(k->lo, a), q);
+	}
 	for (int si = 0; si < P->nseries; si++) {
 		const struct chart_series *s = &P->series[si];
 		const char *col = colours[(si + pi) % 5];
@@ -729,21 +756,13 @@ static void panel_gnuplot(struct out *o, const struct chart *c, int pi, enum cha
 		case CHART_LINE:
 			put(o, "using 1:2 with linespoints pt 7 ps 1.3 lw 2 lc rgb '%s' title %s",
 			    col, q);
+			if (!text) /* each point's value beside it */
+				put(o,
+				    ", $P%dS%d using 1:2:(sprintf('%%.2f', $2)) with labels "
+				    "offset char 0,1.2 tc rgb '%s' notitle",
+				    pi, si, col);
 			break;
 		}
-	}
-	for (int i = 0; i < P->nmarks; i++) {
-		const struct chart_mark *k = &P->marks[i];
-		gnuplot_quote(k->name, q, sizeof q);
-		if (k->band && !text)
-			put(o, "%skeyentry with boxes fs solid 1.0 fc rgb '#dce6f5' title %s",
-			    nplot++ ? ", " : "", q);
-		else if (k->band)
-			put(o, "%skeyentry with lines dt 2 lc rgb '#5577aa' title %s",
-			    nplot++ ? ", " : "", q);
-		else
-			put(o, "%s%s with lines dt 2 lw 2 lc rgb '#c00000' title %s",
-			    nplot++ ? ", " : "", num(k->lo, a), q);
 	}
 	if (nplot == 0)
 		put(o, "NaN notitle");
@@ -803,7 +822,8 @@ char *chart_gnuplot(const struct chart *c, enum chart_target to, int width)
 	    fmt("%s%s%s%s%s%s%s", c->title ? c->title : "", sub ? "\n" : "", sub ? sub : "",
 	        c->note ? "\n" : "", c->note ? c->note : "", axes ? "\n" : "", axes ? axes : "");
 	free(axes);
-	char *title = all ? wrap_title(all, text ? (width > 20 ? width - 2 : 18) : 110) : NULL;
+	int tw = text ? (width > 20 ? width - 2 : 18) : width > 40 ? width : 110;
+	char *title = all ? wrap_title(all, tw) : NULL;
 	free(all);
 	if (!title)
 		return NULL;
@@ -835,6 +855,14 @@ void chart_pixels(const struct chart *c, int *w, int *h)
 		*h = 180 + 20 * c->rows;
 		*h = *h < 560 ? 560 : *h > 4000 ? 4000 : *h;
 	}
+}
+
+/* Characters a title line takes in a picture of c (about 9 pixels each). */
+static int title_chars(const struct chart *c)
+{
+	int w, h;
+	chart_pixels(c, &w, &h);
+	return w / 9;
 }
 
 /* The extension of path, lower case ("png", "svg"), or "". */
@@ -917,7 +945,7 @@ bool chart_to_file(struct gnuplot *gp, const struct chart *c, const char *path, 
 	close(fd);
 	int pw, ph;
 	chart_pixels(c, &pw, &ph);
-	char q[4200], *cmds = NULL, *script = chart_gnuplot(c, CHART_TO_FILE, 0);
+	char q[4200], *cmds = NULL, *script = chart_gnuplot(c, CHART_TO_FILE, title_chars(c));
 	bool ok = false;
 	if (script &&
 	    asprintf(&cmds,
@@ -972,7 +1000,7 @@ bool chart_to_window(struct gnuplot *gp, const struct chart *c, int window, int 
 		                    ? "this gnuplot has no qt, wxt or x11 terminal"
 		                    : "$DISPLAY is not set"),
 		       false;
-	char q[2048], *cmds = NULL, *script = chart_gnuplot(c, CHART_TO_WINDOW, 0);
+	char q[2048], *cmds = NULL, *script = chart_gnuplot(c, CHART_TO_WINDOW, title_chars(c));
 	int pw, ph;
 	chart_pixels(c, &pw, &ph);
 	bool ok = false;

@@ -114,7 +114,9 @@ struct hist_req {
 };
 /* Measure r into h (cmd-hist.c): weights with the layer's configuration (or
  * the session's with r->wbits), or activations on the first calibration batch
- * of the session's data.  False after reporting the error through ctx. */
+ * of the session's data.  False after reporting the error through ctx (a
+ * caller outside a command, e.g. a pane, can pass a ctx of its own,
+ * {.s = session}: the error line then goes to the session's sink). */
 bool hist_compute(struct cmd_ctx *ctx, const struct hist_req *r, struct dfq_hist *h);
 /* r's figures from a's --bins, --range and --wbits, and what ("weights",
  * "act" or NULL: weights); not r->layer.  False after reporting. */
@@ -132,8 +134,9 @@ int cmd_one_layer(struct cmd_ctx *ctx, const char *word);
 enum chart_target { CHART_TO_FILE, CHART_TO_WINDOW, CHART_TO_TEXT };
 
 /* gnuplot commands that draw c (data inline as heredoc blocks, titles quoted
- * safely): everything after `set terminal` and `set output`; width is the
- * text's width in characters (CHART_TO_TEXT: titles are wrapped to it).
+ * safely): everything after `set terminal` and `set output`.  Titles are
+ * wrapped to width characters (CHART_TO_TEXT: the text's width; else 0 for
+ * the default, 110).
  * malloc'd, NULL when out of memory. */
 char *chart_gnuplot(const struct chart *c, enum chart_target to, int width);
 
