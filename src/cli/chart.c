@@ -693,10 +693,17 @@ static void panel_gnuplot(struct out *o, const struct chart *c, int pi, enum cha
 			    "set object %d rect from %s, graph 0 to %s, graph 1 behind "
 			    "fc rgb '#dce6f5' fs solid 1.0 noborder\n",
 			    i + 1, num(k->lo, a), num(k->hi, b));
-		put(o, "set arrow from %s, graph 0 to %s, graph 1 nohead dt 2 lc rgb '#5577aa'\n",
-		    num(k->lo, a), num(k->lo, a));
-		put(o, "set arrow from %s, graph 0 to %s, graph 1 nohead dt 2 lc rgb '#5577aa'\n",
-		    num(k->hi, a), num(k->hi, a));
+		/* its edges, where they are not the plot's own */
+		if (isnan(P->xmin) || k->lo > P->xmin)
+			put(o,
+			    "set arrow from %s, graph 0 to %s, graph 1 nohead dt 2 "
+			    "lc rgb '#5577aa'\n",
+			    num(k->lo, a), num(k->lo, a));
+		if (isnan(P->xmax) || k->hi < P->xmax)
+			put(o,
+			    "set arrow from %s, graph 0 to %s, graph 1 nohead dt 2 "
+			    "lc rgb '#5577aa'\n",
+			    num(k->hi, a), num(k->hi, a));
 	}
 	/* the plot */
 	put(o, "plot ");
