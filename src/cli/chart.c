@@ -211,7 +211,7 @@ static void channel_panel(struct build *b, const struct dfq_layer *L, const floa
 {
 	struct chart_panel *P =
 	    panel_add(b, "output channel", "weight value (min..max per channel)");
-	P->title = keep(b, title);
+	P->title = title; /* NULL: none (a failed fmt is caught by the caller's keep) */
 	P->zero_line = true;
 	P->xmin = -0.5;
 	P->xmax = (double)L->cout - 0.5;
@@ -263,9 +263,9 @@ bool chart_channels(struct session *s, int li, struct chart *c, char *why, size_
 			                 "after step %d '%s' (%s now)",
 			                 mn, name, step + 1, e.label, bits));
 			channel_panel(&b, L, blo, bhi,
-			              fmt("before step %d '%s'", step + 1, e.label),
+			              keep(&b, fmt("before step %d '%s'", step + 1, e.label)),
 			              fmt("before '%s'", e.label));
-			channel_panel(&b, L, lo, hi, fmt("after it (now, %s)", bits),
+			channel_panel(&b, L, lo, hi, keep(&b, fmt("after it (now, %s)", bits)),
 			              fmt("after '%s'", e.label));
 			c->note = keep(&b, fmt("%lld channels, each panel on its own scale; range "
 			                       "spread (largest / smallest channel range) %.4g "
