@@ -19,7 +19,7 @@ struct ref {
 	int nbins;
 	double lo, hi;
 	int64_t counts[256];
-	int64_t below, above, clipped, n;
+	int64_t below, above, clipped, exact, n;
 	double sum, max_abs, sx2, se2;
 };
 
@@ -50,6 +50,7 @@ static void ref_add(struct ref *r, float x, float xq, const struct dfq_qparams *
 		int b = (int)((e - r->lo) * (r->nbins / (r->hi - r->lo)));
 		r->counts[b >= r->nbins ? r->nbins - 1 : b]++;
 	}
+	r->exact += xq == x;
 	r->sum += e;
 	r->max_abs = fmax(r->max_abs, fabs(e));
 	r->sx2 += (double)x * x;
@@ -68,6 +69,7 @@ static void ref_check(const struct ref *r, const struct dfq_hist *h)
 	assert_int_equal(h->below, r->below);
 	assert_int_equal(h->above, r->above);
 	assert_int_equal(h->clipped, r->clipped);
+	assert_int_equal(h->exact, r->exact);
 	assert_true(fabs(h->mean - r->sum / (double)r->n) < 1e-9);
 	assert_true(fabs(h->max_abs - r->max_abs) < 1e-9);
 	if (r->se2 > 0.0)
@@ -437,6 +439,7 @@ static void test_act_known(void **state)
 	}
 	ref_check(&r, &h);
 	assert_true(zeros > 0 && h.counts[10] >= zeros); /* error 0 opens bin 10 */
+	assert_true(h.exact >= zeros);
 	dfq_tensor_free(y);
 	dfq_hist_free(&h);
 	fx_close(&f);

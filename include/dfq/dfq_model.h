@@ -605,6 +605,7 @@ struct dfq_hist {
 	int64_t below, above;  /* errors below lo, above hi */
 	int64_t n;             /* values counted (bins + below + above) */
 	int64_t clipped;       /* values outside their grid's range (clamped to an end) */
+	int64_t exact;         /* values on the grid: error 0 (e.g. a ReLU's zeros) */
 	double mean, rms;      /* of the error, in grid steps */
 	double max_abs;        /* largest |error|, in grid steps */
 	double sqnr_db;        /* 10 log10(sum x^2 / sum (Q(x) - x)^2), +inf when exact */

@@ -99,6 +99,7 @@ struct session {
 	void *progress_user;
 	bool progress_drawn; /* the stderr bar is on the screen */
 	double progress_last; /* seconds at its last redraw */
+	struct gnuplot *gnuplot; /* owned: the chart co-process (gnuplot.h), NULL until a plot */
 };
 
 #define SESSION_MAX_DEPTH 16

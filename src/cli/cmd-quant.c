@@ -255,6 +255,27 @@ static void calib_progress(struct calib *c, struct session *s, const char *what,
 	clock_gettime(CLOCK_MONOTONIC, &c->t0);
 }
 
+struct dfq_tensor *mc_calib_batch(struct cmd_ctx *ctx, int64_t *samples)
+{
+	struct calib c;
+	if (!calib_open(ctx, NULL, &c))
+		return NULL;
+	const struct dfq_tensor *x = NULL;
+	struct dfq_error err;
+	dfq_error_clear(&err);
+	struct dfq_tensor *out = NULL;
+	if (calib_get(&c, 0, &x, &err) != DFQ_OK)
+		cmd_fail_error(ctx, &err);
+	else if (!x)
+		cmd_fail(ctx, "the data set has no calibration samples");
+	else
+		out = dfq_tensor_ref((struct dfq_tensor *)x);
+	if (out && samples)
+		*samples = out->ndim >= 1 ? out->dims[0] : 1;
+	calib_free(&c);
+	return out;
+}
+
 /* --- measure ---------------------------------------------------------------------- */
 
 static int point_width(const struct dfq_model *m)

@@ -549,6 +549,8 @@ static void adopt(struct session *s, struct session *t)
 	s->depth = old.depth;
 	s->sink = old.sink;
 	s->sink_user = old.sink_user;
+	s->gnuplot = old.gnuplot; /* the chart co-process (and its windows) stay */
+	old.gnuplot = NULL;
 	old.json = old.quiet = false;
 	old.sink = NULL;
 	session_free(&old);

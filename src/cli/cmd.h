@@ -143,6 +143,8 @@ extern const struct cmd_entry cmd_dequantize_entry;
 extern const struct cmd_entry cmd_measure_entry;
 extern const struct cmd_entry cmd_biascorr_entry;
 extern const struct cmd_entry cmd_error_entry;
+extern const struct cmd_entry cmd_hist_entry;
+extern const struct cmd_entry cmd_plot_entry;
 extern const struct cmd_entry cmd_reset_entry;
 extern const struct cmd_entry cmd_steps_entry;
 extern const struct cmd_entry cmd_undo_entry;

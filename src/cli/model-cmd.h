@@ -93,6 +93,12 @@ const char *mc_qconfig_str(const struct dfq_qconfig *q, char *buf, size_t len);
 bool mc_measure_data(struct cmd_ctx *ctx, struct dfq_model *m, const struct args *a,
                      int64_t *samples);
 
+/* cmd-quant.c: the first calibration batch of the session's data, fitted to
+ * the model's input, as the data passes read it (a reference the caller drops
+ * with dfq_tensor_free); *samples (may be NULL) gets its size.  NULL after
+ * reporting an error (without data: CLI_MSG_NO_DATA). */
+struct dfq_tensor *mc_calib_batch(struct cmd_ctx *ctx, int64_t *samples);
+
 /* eval, before running: say how the model stands (FP32 or fake-quant and
  * with which activation ranges) and prepare ex for that mode.  Returns the
  * mode, or -1 after reporting an error. */

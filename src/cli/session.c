@@ -10,6 +10,7 @@
 #include "dfq/dfq_sha256.h"
 #include "cmd.h"
 #include "dfq/dfq_eval.h"
+#include "gnuplot.h"
 
 static const char *const bool_words[] = {"on", "off", NULL};
 static const char *const scheme_words[] = {"asym", "sym", NULL};
@@ -79,6 +80,7 @@ static void session_drop_exec(struct session *s)
 
 void session_free(struct session *s)
 {
+	gnuplot_close(s->gnuplot); /* kills and reaps it: no gnuplot outlives dfq */
 	session_drop_exec(s);
 	dfq_model_free(s->model);
 	free(s->model_path);

@@ -101,6 +101,7 @@ static inline bool hist_add(struct hacc *a, float x, float xq, const struct dfq_
 		int b = (int)((e - h->lo) * a->inv_w);
 		h->counts[b < 0 ? 0 : b >= h->nbins ? h->nbins - 1 : b]++;
 	}
+	h->exact += d == 0.0;
 	double ae = fabs(e);
 	h->max_abs = ae > h->max_abs ? ae : h->max_abs;
 	a->sum += e;
@@ -126,8 +127,9 @@ static void hist_end(struct hacc *a, const struct dfq_qparams *g0)
 		h->grid = *g0;
 		h->bits = g0->bits;
 		h->scheme = g0->scheme;
-		h->grid_lo = (double)(g0->qmin - g0->zero_point) * g0->scale;
-		h->grid_hi = (double)(g0->qmax - g0->zero_point) * g0->scale;
+		/* in float, as the grid computes its end values */
+		h->grid_lo = (double)((float)(g0->qmin - g0->zero_point) * g0->scale);
+		h->grid_hi = (double)((float)(g0->qmax - g0->zero_point) * g0->scale);
 	}
 }
 

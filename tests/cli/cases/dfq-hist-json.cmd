@@ -1,0 +1,1 @@
+--json --scalar -c 'data npy:data/dfqnet_x.npy,data/dfqnet_y.npy; quantize 2 --wbits 4; hist 2 --bins 4; hist 2 act --bins 4 --range 1' data/dfqnet.onnx
