@@ -368,21 +368,30 @@ static void command_fmt(struct tui *t, const char *fmt, const char *name)
 	tui_command(t, line);
 }
 
-/* The chart of the focused pane. */
+/* The chart of the focused pane: in a gnuplot window when there is a
+ * display, else into a PNG file in the current directory, named in the log. */
 static void plot_focused(struct tui *t)
 {
 	const char *name = tui_layer_name(t, t->sel);
 	int f = t->small && t->focus != PANE_LAYERS ? t->tab : t->focus;
-	char line[400];
+	char what[320], file[400] = "";
 	if (f == PANE_HIST)
-		snprintf(line, sizeof line, "plot hist %s %s", name,
-		         t->hist_act ? "act" : "weights");
+		snprintf(what, sizeof what, "hist %s %s", name, t->hist_act ? "act" : "weights");
 	else if (f == PANE_STEPS)
-		snprintf(line, sizeof line, "plot deltas");
+		snprintf(what, sizeof what, "deltas");
 	else if (f == PANE_LOG)
-		snprintf(line, sizeof line, "plot ranges");
+		snprintf(what, sizeof what, "ranges");
 	else
-		snprintf(line, sizeof line, "plot channels %s", name);
+		snprintf(what, sizeof what, "channels %s", name);
+	if (!getenv("DISPLAY")) {
+		/* dfq-channels-features.3.conv.0.png: the words, safe as a file name */
+		size_t n = (size_t)snprintf(file, sizeof file, " --out 'dfq-");
+		for (const char *c = what; *c && n + 8 < sizeof file; c++)
+			file[n++] = *c == ' ' ? '-' : *c == '/' || *c == '\'' ? '_' : *c;
+		snprintf(file + n, sizeof file - n, ".png'");
+	}
+	char line[800];
+	snprintf(line, sizeof line, "plot %s%s", what, file);
 	tui_command(t, line);
 }
 
