@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "chart.h"
+#include "files.h"
 #include "gnuplot.h"
 #include "model-cmd.h"
 
@@ -886,28 +887,7 @@ static void extension(const char *path, char *buf, size_t len)
 	buf[i] = '\0';
 }
 
-/* The file gnuplot wrote to disk, then renamed over path, the rename too. */
-static bool sync_rename(const char *tmp, const char *path)
-{
-	int fd = open(tmp, O_RDONLY);
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
-	if (rename(tmp, path) != 0)
-		return false;
-	char *dir = strdup(path);
-	if (dir) {
-		int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
-		if (dfd >= 0) {
-			fsync(dfd);
-			close(dfd);
-		}
-		free(dir);
-	}
-	return true;
-}
-
+/* gnuplot draws into a temporary file beside path, renamed over it once whole (files.h). */
 bool chart_to_file(struct gnuplot *gp, const struct chart *c, const char *path, int *gst, char *why,
                    size_t len)
 {
@@ -936,20 +916,9 @@ bool chart_to_file(struct gnuplot *gp, const struct chart *c, const char *path, 
 		                png ? "PNG" : "SVG", png ? "pngcairo or png" : "svg"),
 		       false;
 	/* a temporary name beside the file, made here: the directory is writable */
-	char *tmp = NULL;
-	if (asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0)
-		return snprintf(why, len, "out of memory"), false;
-	int fd = mkstemp(tmp);
-	if (fd < 0) {
-		snprintf(why, len, "cannot write %s: %s", path, strerror(errno));
-		free(tmp);
+	char *tmp = cli_temp_beside(path, NULL, why, len);
+	if (!tmp)
 		return false;
-	}
-	/* mkstemp makes it 0600; a chart is an ordinary file */
-	mode_t mask = umask(0);
-	umask(mask);
-	fchmod(fd, 0666 & ~mask);
-	close(fd);
 	int pw, ph;
 	chart_pixels(c, &pw, &ph);
 	char q[4200], *cmds = NULL, *script = chart_gnuplot(c, CHART_TO_FILE, title_chars(c));
@@ -975,10 +944,8 @@ bool chart_to_file(struct gnuplot *gp, const struct chart *c, const char *path, 
 		struct stat sb;
 		if (st == GNUPLOT_OK && (stat(tmp, &sb) != 0 || sb.st_size == 0))
 			snprintf(why, len, "gnuplot wrote nothing to %s", path);
-		else if (st == GNUPLOT_OK && !sync_rename(tmp, path))
-			snprintf(why, len, "cannot write %s: %s", path, strerror(errno));
 		else if (st == GNUPLOT_OK)
-			ok = true;
+			ok = cli_temp_commit(tmp, path, why, len);
 		*gst = st;
 	} else {
 		snprintf(why, len, "out of memory");

@@ -191,11 +191,6 @@ int cli_output_width(void);
 void cli_progress(struct session *s, const char *what, int64_t done, int64_t total, double secs);
 void cli_progress_end(struct session *s);
 
-/* files.c: write len bytes of text to path atomically (a temporary file
- * beside it, fsync, rename): the old file stays whole until the new one is.
- * false with one sentence in why. */
-bool cli_write_atomic(const char *path, const char *text, size_t len, char *why, size_t whylen);
-
 /* repl.c: the interactive GNU Readline loop; returns when the user quits. */
 void repl_run(struct session *s);
 /* Readline as the prompt and the screen's command line both use it:

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "files.h"
 #include "model-cmd.h"
 #include "replay.h"
 

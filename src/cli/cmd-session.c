@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "dfq/dfq_sha256.h"
+#include "files.h"
 #include "model-cmd.h"
 #include "replay.h"
 

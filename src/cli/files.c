@@ -9,15 +9,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "files.h"
 
-bool cli_write_atomic(const char *path, const char *text, size_t len, char *why, size_t whylen)
+char *cli_temp_beside(const char *path, int *fdp, char *why, size_t whylen)
 {
+	if (fdp)
+		*fdp = -1;
 	size_t n = strlen(path);
 	char *tmp = malloc(n + sizeof ".tmp.XXXXXX");
 	if (!tmp) {
 		snprintf(why, whylen, "out of memory");
-		return false;
+		return NULL;
 	}
 	memcpy(tmp, path, n);
 	memcpy(tmp + n, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
@@ -25,12 +27,53 @@ bool cli_write_atomic(const char *path, const char *text, size_t len, char *why,
 	if (fd < 0) {
 		snprintf(why, whylen, "cannot write %s: %s", path, strerror(errno));
 		free(tmp);
-		return false;
+		return NULL;
 	}
-	/* mkstemp makes it 0600; a saved session is an ordinary file */
+	/* mkstemp makes it 0600; what dfq writes is an ordinary file */
 	mode_t mask = umask(0);
 	umask(mask);
 	fchmod(fd, 0666 & ~mask);
+	if (fdp)
+		*fdp = fd;
+	else
+		close(fd);
+	return tmp;
+}
+
+bool cli_temp_commit(const char *tmp, const char *path, char *why, size_t whylen)
+{
+	int e = 0;
+	int fd = open(tmp, O_RDONLY);
+	if (fd < 0 || fsync(fd) != 0)
+		e = errno;
+	if (fd >= 0)
+		close(fd);
+	if (!e && rename(tmp, path) != 0)
+		e = errno;
+	if (e) {
+		unlink(tmp);
+		snprintf(why, whylen, "cannot write %s: %s", path, strerror(e));
+		return false;
+	}
+	/* the rename itself reaches the disk with the directory */
+	char *dir = strdup(path);
+	if (dir) {
+		int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
+		if (dfd >= 0) {
+			fsync(dfd);
+			close(dfd);
+		}
+		free(dir);
+	}
+	return true;
+}
+
+bool cli_write_atomic(const char *path, const char *text, size_t len, char *why, size_t whylen)
+{
+	int fd;
+	char *tmp = cli_temp_beside(path, &fd, why, whylen);
+	if (!tmp)
+		return false;
 	const char *p = text;
 	size_t left = len;
 	int e = 0;
@@ -45,11 +88,7 @@ bool cli_write_atomic(const char *path, const char *text, size_t len, char *why,
 			left -= (size_t)w;
 		}
 	}
-	if (!e && fsync(fd) != 0)
-		e = errno;
 	if (close(fd) != 0 && !e)
-		e = errno;
-	if (!e && rename(tmp, path) != 0)
 		e = errno;
 	if (e) {
 		unlink(tmp);
@@ -57,16 +96,7 @@ bool cli_write_atomic(const char *path, const char *text, size_t len, char *why,
 		snprintf(why, whylen, "cannot write %s: %s", path, strerror(e));
 		return false;
 	}
-	/* the rename itself reaches the disk with the directory */
-	char *dir = strdup(path);
-	if (dir) {
-		int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
-		if (dfd >= 0) {
-			fsync(dfd);
-			close(dfd);
-		}
-		free(dir);
-	}
+	bool ok = cli_temp_commit(tmp, path, why, whylen);
 	free(tmp);
-	return true;
+	return ok;
 }

@@ -125,8 +125,8 @@ dfq_status dfq_model_channel_ranges_of(const struct dfq_model *m, int li,
 	if (!w)
 		w = m->g->values[L->w_vi].init;
 	if (!dfq_tensor_same_shape(w, m->g->values[L->w_vi].init))
-		return dfq_error_set(err, DFQ_ERR_SHAPE, "weights of another shape than layer '%s''s",
-		                     L->name);
+		return dfq_error_set(err, DFQ_ERR_SHAPE,
+		                     "weights of another shape than layer '%s''s", L->name);
 	const float *x = dfq_tensor_f32(w);
 	int64_t cin_g = L->cin / L->group;
 	for (int64_t o = 0; o < L->cout; o++) {
@@ -215,27 +215,19 @@ dfq_status dfq_model_weight_error(const struct dfq_model *m, int li, const struc
 {
 	if (eps)
 		*eps = NULL;
-	if (li < 0 || li >= m->nlayers)
-		return dfq_error_set(err, DFQ_ERR_ARG, "no layer %d (the model has %d)", li,
-		                     m->nlayers);
+	const struct dfq_qconfig *cfg;
+	dfq_status st = model_layer_qconfig(m, li, q, &cfg, err);
+	if (st != DFQ_OK)
+		return st;
 	const struct dfq_layer *L = &m->layers[li];
-	if (!q && !L->quantized)
-		return dfq_error_set(err, DFQ_ERR_ARG,
-		                     "layer '%s' is not quantized: quantize it or give bits",
-		                     L->name);
 	const struct dfq_tensor *w = m->g->values[L->w_vi].init;
 	struct dfq_tensor *tmp = NULL;
 	const struct dfq_tensor *wq = L->wq;
-	dfq_status st = DFQ_OK;
 	if (q) {
-		if (q->wbits < DFQ_QBITS_MIN || q->wbits > DFQ_QBITS_MAX)
-			return dfq_error_set(err, DFQ_ERR_ARG,
-			                     "weight bits must be %d to %d, not %d", DFQ_QBITS_MIN,
-			                     DFQ_QBITS_MAX, q->wbits);
 		tmp = dfq_tensor_clone(w, err);
 		if (!tmp)
 			return err ? err->status : DFQ_ERR_NOMEM;
-		st = model_quantize_w(L, w, q, tmp, NULL, err);
+		st = model_quantize_w(L, w, cfg, tmp, NULL, err);
 		wq = tmp;
 	}
 	if (st == DFQ_OK && stats)

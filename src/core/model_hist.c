@@ -175,25 +175,17 @@ dfq_status dfq_model_weight_hist(const struct dfq_model *m, int li, const struct
                                  struct dfq_error *err)
 {
 	memset(h, 0, sizeof *h);
-	if (li < 0 || li >= m->nlayers)
-		return dfq_error_set(err, DFQ_ERR_ARG, "no layer %d (the model has %d)", li,
-		                     m->nlayers);
+	const struct dfq_qconfig *cfg;
+	dfq_status st = model_layer_qconfig(m, li, q, &cfg, err);
+	if (st != DFQ_OK)
+		return st;
 	const struct dfq_layer *L = &m->layers[li];
-	if (!q && !L->quantized)
-		return dfq_error_set(err, DFQ_ERR_ARG,
-		                     "layer '%s' is not quantized: quantize it or give bits",
-		                     L->name);
-	const struct dfq_qconfig *cfg = q ? q : &L->q;
-	if (cfg->wbits < DFQ_QBITS_MIN || cfg->wbits > DFQ_QBITS_MAX)
-		return dfq_error_set(err, DFQ_ERR_ARG, "weight bits must be %d to %d, not %d",
-		                     DFQ_QBITS_MIN, DFQ_QBITS_MAX, cfg->wbits);
 	const struct dfq_tensor *w = m->g->values[L->w_vi].init;
 	const struct dfq_tensor *wq = L->wq;
 	const struct dfq_qparams *grids = L->wqp;
 	int ngrids = L->nwqp;
 	struct dfq_tensor *tmp = NULL;
 	struct dfq_qparams *tgrids = NULL;
-	dfq_status st = DFQ_OK;
 	if (q || !wq || !grids || ngrids < 1) {
 		/* what cfg does to the current weights */
 		tmp = dfq_tensor_clone(w, err);

@@ -230,6 +230,11 @@ void model_exec_free_ctxs(struct dfq_model *m);
 dfq_status model_quantize_w(const struct dfq_layer *L, const struct dfq_tensor *w,
                             const struct dfq_qconfig *q, struct dfq_tensor *out,
                             struct dfq_qparams *qp, struct dfq_error *err);
+/* The quantization configuration a question about layer li's weights uses:
+ * q when given (its bits checked), else the layer's own, an error when li is
+ * out of range or the layer is not quantized.  *cfg borrows q or the layer's. */
+dfq_status model_layer_qconfig(const struct dfq_model *m, int li, const struct dfq_qconfig *q,
+                               const struct dfq_qconfig **cfg, struct dfq_error *err);
 /* Recompute what layer li runs with after its weights, bias, quantization or
  * bias correction changed: the fake-quantized weights and the run-time
  * biases (copy-on-write). */

@@ -35,6 +35,26 @@ static dfq_status quantize_transposed(const struct dfq_layer *L, const struct df
 	return st;
 }
 
+dfq_status model_layer_qconfig(const struct dfq_model *m, int li, const struct dfq_qconfig *q,
+                               const struct dfq_qconfig **cfg, struct dfq_error *err)
+{
+	*cfg = NULL;
+	if (li < 0 || li >= m->nlayers)
+		return dfq_error_set(err, DFQ_ERR_ARG, "no layer %d (the model has %d)", li,
+		                     m->nlayers);
+	const struct dfq_layer *L = &m->layers[li];
+	if (!q && !L->quantized)
+		return dfq_error_set(err, DFQ_ERR_ARG,
+		                     "layer '%s' is not quantized: quantize it or give bits",
+		                     L->name);
+	const struct dfq_qconfig *c = q ? q : &L->q;
+	if (c->wbits < DFQ_QBITS_MIN || c->wbits > DFQ_QBITS_MAX)
+		return dfq_error_set(err, DFQ_ERR_ARG, "weight bits must be %d to %d, not %d",
+		                     DFQ_QBITS_MIN, DFQ_QBITS_MAX, c->wbits);
+	*cfg = c;
+	return DFQ_OK;
+}
+
 dfq_status model_quantize_w(const struct dfq_layer *L, const struct dfq_tensor *w,
                             const struct dfq_qconfig *q, struct dfq_tensor *out,
                             struct dfq_qparams *qp, struct dfq_error *err)
