@@ -273,12 +273,14 @@ static const struct args_flag hist_flags[] = {
 };
 /* clang-format on */
 
+static const char *const hist_what_words[] = {"weights", "act", NULL};
+
 const struct cmd_entry cmd_hist_entry = {
     .name = "hist",
     .alias = NULL,
     .usage = "hist LAYER [weights|act] [--bins N] [--range R] [--wbits N]",
     /* one TARGET, then an optional word the runner leaves alone */
-    .args = {hist_flags, 1, 2, ARGS_TARGET, NULL, 1},
+    .args = {hist_flags, 1, 2, ARGS_TARGET, hist_what_words, 1, NULL},
     .summary = "quantization error histogram of a layer, in grid steps: weights or activations",
     .exec = cmd_hist_exec,
     .flags = CMD_NEEDS_MODEL,

@@ -291,12 +291,20 @@ static const struct args_flag plot_flags[] = {
 };
 /* clang-format on */
 
+/* For completion: a layer after channels, hist's own words after hist; nothing after the rest. */
+static const struct args_spec plot_channels_args = {NULL, 1, 1, ARGS_TARGET, NULL, 0, NULL};
+static const struct args_sub plot_subs[] = {
+    {"channels", &plot_channels_args},
+    {"hist", &cmd_hist_entry.args},
+    {NULL, NULL},
+};
+
 const struct cmd_entry cmd_plot_entry = {
     .name = "plot",
     .alias = NULL,
     .usage = "plot channels LAYER|hist LAYER [weights|act]|ranges|deltas|sweep "
              "[--out FILE.png|FILE.svg] [--bins N] [--range R] [--wbits N]",
-    .args = {plot_flags, 1, 3, ARGS_CHOICE, plot_words},
+    .args = {plot_flags, 1, 3, ARGS_CHOICE, plot_words, 0, plot_subs},
     .summary = "a chart: channel ranges, error histogram, activation ranges, accuracy per step",
     .exec = cmd_plot_exec,
     .flags = CMD_NEEDS_MODEL,

@@ -47,17 +47,29 @@ struct args_flag {
 	const struct num_spec *num; /* a number: args_parse() checks it, args_num() reads it */
 };
 
+struct args_sub;
+
 /* The argument template: flags (NULL-name terminated, or NULL for none) and
  * the number of positionals; max_pos -1 means no limit.  kind and choices
  * say what the positionals are (completion reads them; the runner resolves
  * ARGS_TARGET positionals into the context).  trailing: the last positionals
- * that are not targets (clip TARGET... LO HI has 2). */
+ * that are not targets (clip TARGET... LO HI has 2); with a bounded max_pos,
+ * completion offers choices there (hist LAYER [weights|act]).  subs: for an
+ * ARGS_CHOICE first word, what the words after it are (plot channels LAYER). */
 struct args_spec {
 	const struct args_flag *flags;
 	int min_pos, max_pos;
 	enum args_kind kind;
-	const char *const *choices; /* ARGS_CHOICE: the words, NULL-terminated */
+	const char *const *choices; /* ARGS_CHOICE: the words; ARGS_TARGET: the trailing words */
 	int trailing;
+	const struct args_sub *subs; /* NULL-word terminated, or NULL */
+};
+
+/* After the first word `word`, the positionals are those of rest (its flags
+ * are not used: the command's own are). */
+struct args_sub {
+	const char *word;
+	const struct args_spec *rest;
 };
 
 struct args_value {

@@ -225,19 +225,45 @@ static void locate(const char *buf, int from, int to, const char *cur, struct co
 static const char *const *positional_words(const struct complete_at *at, const char *text)
 {
 	const struct args_spec *spec = &at->e->args;
-	if (spec->max_pos >= 0 && at->pos >= spec->max_pos)
+	int pos = at->pos;
+	if (pos > 0 && spec->subs) {
+		/* the first word chose what follows it (a unique prefix chooses too) */
+		const struct args_sub *sub = NULL;
+		size_t n = strlen(at->first);
+		int matches = 0;
+		for (const struct args_sub *u = spec->subs; n && u->word; u++) {
+			if (strcmp(u->word, at->first) == 0) {
+				sub = u;
+				matches = 1;
+				break;
+			}
+			if (strncmp(u->word, at->first, n) == 0) {
+				sub = u;
+				matches++;
+			}
+		}
+		if (matches != 1)
+			sub = NULL;
+		if (!sub || !sub->rest)
+			return no_words;
+		spec = sub->rest;
+		pos--;
+	}
+	if (spec->max_pos >= 0 && pos >= spec->max_pos)
 		return no_words;
 	switch (spec->kind) {
 	case ARGS_FILE:
 		return NULL;
 	case ARGS_TARGET:
+		if (spec->max_pos >= 0 && pos >= spec->max_pos - spec->trailing)
+			return spec->choices ? spec->choices : no_words;
 		return target_words(text);
 	case ARGS_CHOICE:
 		return spec->choices ? spec->choices : no_words;
 	case ARGS_COMMAND:
 		return command_words;
 	case ARGS_SETTING: {
-		if (at->pos == 0)
+		if (pos == 0)
 			return setting_words;
 		/* The setting's values: on/off, its choices; nothing for numbers. */
 		const struct setting_def *d = session_setting_find(at->first);
