@@ -99,6 +99,9 @@ struct session {
 	void *progress_user;
 	bool progress_drawn; /* the stderr bar is on the screen */
 	double progress_last; /* seconds at its last redraw */
+	/* replaying a session file: a step line may run only steps, its data line only `data`
+	 * (a hand-edited file must not run `session save`, `source` or `quit`) */
+	enum { RUN_ANY = 0, RUN_STEPS, RUN_DATA } only;
 	struct gnuplot *gnuplot; /* owned: the chart co-process (gnuplot.h), NULL until a plot */
 };
 

@@ -9,13 +9,6 @@
 #include "model-cmd.h"
 #include "replay.h"
 
-/* True when path names a file save must not overwrite: a model. */
-static bool looks_like_model(const char *path)
-{
-	size_t n = strlen(path);
-	return n >= 5 && strcmp(path + n - 5, ".onnx") == 0;
-}
-
 bool save_script(const struct session *s, struct script *sc, const char *title)
 {
 	const struct dfq_model *m = s->model;
@@ -56,7 +49,7 @@ bool save_script(const struct session *s, struct script *sc, const char *title)
 static enum cmd_retval cmd_save_exec(struct cmd_ctx *ctx, struct args *a)
 {
 	const char *path = a->pos[0];
-	if (looks_like_model(path))
+	if (cli_looks_like_model(path))
 		return cmd_fail(ctx,
 		                "save writes a command file, and %s looks like a model: give a "
 		                ".dfq name",

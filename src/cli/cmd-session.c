@@ -415,7 +415,9 @@ static bool apply_data(struct session *t, const char *d, struct capture *c, char
 	if (!d || replay_same_data(t->data_line, d))
 		return true;
 	t->had_error = false;
+	t->only = RUN_DATA;
 	cmd_run_line(t, d, NULL, 0, true);
+	t->only = RUN_ANY;
 	if (t->had_error)
 		snprintf(why, len, "opening the data (%s) failed: %s", d, c->first);
 	return !t->had_error;
@@ -458,7 +460,9 @@ static bool replay(struct session *t, const cJSON *root, const char *path, struc
 		if (!apply_data(t, cJSON_IsString(data) ? data->valuestring : NULL, c, why, len))
 			return false;
 		t->had_error = false;
+		t->only = RUN_STEPS;
 		cmd_run_line(t, line, NULL, 0, true);
+		t->only = RUN_ANY;
 		if (t->had_error) {
 			snprintf(why, len, "step %d (%s) failed on replay: %s", i, line, c->first);
 			return false;
@@ -550,6 +554,11 @@ static void adopt(struct session *s, struct session *t)
 	s->depth = old.depth;
 	s->sink = old.sink;
 	s->sink_user = old.sink_user;
+	/* the screen's progress bar, or none: t's replay had its own */
+	s->progress = old.progress;
+	s->progress_user = old.progress_user;
+	s->progress_drawn = old.progress_drawn;
+	s->progress_last = old.progress_last;
 	s->gnuplot = old.gnuplot; /* the chart co-process (and its windows) stay */
 	old.gnuplot = NULL;
 	old.json = old.quiet = false;
@@ -639,6 +648,11 @@ static enum cmd_retval cmd_session_exec(struct cmd_ctx *ctx, struct args *a)
 	if (strcmp(what, "save") == 0) {
 		if (!ctx->s->model)
 			return cmd_fail(ctx, CLI_MSG_NO_MODEL);
+		if (cli_looks_like_model(path))
+			return cmd_fail(ctx,
+			                "session save writes JSON, and %s looks like a model: give "
+			                "a .json name",
+			                path);
 		return session_save(ctx, path);
 	}
 	if (strcmp(what, "load") == 0)
@@ -660,5 +674,6 @@ const struct cmd_entry cmd_session_entry = {
             "at all.  Loading checks the model file's SHA-256, replays the steps (undone\n"
             "ones too, then undoes them) with the settings and data each ran with, and\n"
             "only then replaces the current session: a corrupt, truncated or foreign\n"
-            "file, a newer format or a changed model leaves the session as it was.",
+            "file, a newer format or a changed model leaves the session as it was; its\n"
+            "step lines may name only steps, its data lines only `data`.",
 };

@@ -347,6 +347,14 @@ enum cmd_retval cmd_run_argv(struct session *s, int argc, char **argv, const cha
 		return CMD_RETURN_ERROR;
 	}
 	ctx.entry = e;
+	if ((s->only == RUN_STEPS && !(e->flags & CMD_STEP)) ||
+	    (s->only == RUN_DATA && e != &cmd_data_entry)) {
+		cmd_error(&ctx, "'%s' is not %s, and only %s replayed here", e->name,
+		          s->only == RUN_STEPS ? "a step" : "a data command",
+		          s->only == RUN_STEPS ? "steps are" : "a data command is");
+		s->had_error = true;
+		return CMD_RETURN_ERROR;
+	}
 	struct args a;
 	if (!args_parse(e, argc, argv, &a, why, sizeof why)) {
 		cmd_error(&ctx, "%s", why);

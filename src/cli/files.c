@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -99,4 +100,10 @@ bool cli_write_atomic(const char *path, const char *text, size_t len, char *why,
 	bool ok = cli_temp_commit(tmp, path, why, whylen);
 	free(tmp);
 	return ok;
+}
+
+bool cli_looks_like_model(const char *path)
+{
+	size_t n = strlen(path);
+	return n >= 5 && strcasecmp(path + n - 5, ".onnx") == 0;
 }

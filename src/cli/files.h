@@ -22,4 +22,8 @@ bool cli_temp_commit(const char *tmp, const char *path, char *why, size_t whylen
  * the new one is. */
 bool cli_write_atomic(const char *path, const char *text, size_t len, char *why, size_t whylen);
 
+/* True when path names a file that save and session save must not overwrite: a model (an
+ * .onnx name, in any case). */
+bool cli_looks_like_model(const char *path);
+
 #endif
