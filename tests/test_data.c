@@ -732,7 +732,7 @@ static void test_slices(void **state)
 static void test_fmnist(void **state)
 {
 	if (access(DFQ_FMNIST_DIR "/t10k-images-idx3-ubyte.gz", R_OK) != 0)
-		skip(); /* Debian's dataset-fashion-mnist is not installed */
+		dfq_skip("Debian's dataset-fashion-mnist is not installed\n");
 	struct dfq_data_opts o;
 	dfq_data_opts_default(&o);
 	o.n_eval = 100;

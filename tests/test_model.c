@@ -963,10 +963,8 @@ static void sample_case(const char *file)
 	char path[1200];
 	snprintf(path, sizeof path, "%s/%s", samples_dir(), file);
 	if (access(path, R_OK) != 0) {
-		print_message("skipped: %s not found (the sample models are trained by "
-		              "scripts/train-samples)\n",
-		              path);
-		return;
+		dfq_skip("%s not found (the sample models are trained by scripts/train-samples)\n",
+		         path);
 	}
 	struct dfq_graph *g;
 	struct dfq_error err;

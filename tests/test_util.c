@@ -53,7 +53,7 @@ static void test_sha256_vectors(void **state)
 static void test_sha256_file(void **state)
 {
 	if (system("command -v sha256sum >/dev/null 2>&1") != 0)
-		skip();
+		dfq_skip("sha256sum is not installed\n");
 	char path[] = "/tmp/dfq-sha-XXXXXX";
 	int fd = mkstemp(path);
 	assert_true(fd >= 0);
