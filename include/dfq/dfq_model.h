@@ -155,7 +155,8 @@ struct dfq_layer {
 struct dfq_layer_info {
 	float wmin, wmax; /* of W */
 	float rmin, rmax; /* smallest and largest per-output-channel range (max - min) */
-	double spread;    /* rmax / rmin (+inf when some channel is constant) */
+	double spread;    /* rmax / rmin: +inf when some channel is constant and another not,
+	                   * 1 when all are constant */
 	bool has_act_range;
 	float act_lo, act_hi; /* range of the output activation quantizer in use */
 	int wbits, abits;     /* 0 when not quantized */
