@@ -520,7 +520,16 @@ enum gnuplot_status gnuplot_start(struct gnuplot *gp, char *why, size_t len)
 		dup2(in[0], 0);
 		dup2(out[1], 1);
 		dup2(out[1], 2);
-		syscall(SYS_close_range, 3u, ~0u, 0u); /* ep[1] is close-on-exec: keep it */
+		/* close every other descriptor but ep[1] (close-on-exec: it reports a failed
+		 * exec), moved to 3 or above first if it sits below */
+		int efd = ep[1] >= 3 ? ep[1] : fcntl(ep[1], F_DUPFD_CLOEXEC, 3);
+		if (efd < 0) {
+			syscall(SYS_close_range, 3u, ~0u, 0u);
+		} else {
+			if (efd > 3)
+				syscall(SYS_close_range, 3u, (unsigned)efd - 1, 0u);
+			syscall(SYS_close_range, (unsigned)efd + 1, ~0u, 0u);
+		}
 		struct sigaction dfl;
 		memset(&dfl, 0, sizeof dfl);
 		dfl.sa_handler = SIG_DFL;
@@ -533,7 +542,7 @@ enum gnuplot_status gnuplot_start(struct gnuplot *gp, char *why, size_t len)
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		execv(gp->path, argv);
 		int e = errno;
-		ssize_t w = write(ep[1], &e, sizeof e);
+		ssize_t w = efd < 0 ? -1 : write(efd, &e, sizeof e);
 		(void)w;
 		_exit(127);
 	}
