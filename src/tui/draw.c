@@ -98,6 +98,19 @@ static size_t text_cut(const char *s, int n)
 	return i;
 }
 
+size_t draw_wrap_cut(const char *s, int n)
+{
+	size_t all = text_cut(s, n);
+	if (!s[all])
+		return all;
+	/* break after the last blank that leaves at least half the row used, so that a
+	 * word is not split; a row without one is cut where it is full */
+	for (size_t i = all; i > 0; i--)
+		if (s[i - 1] == ' ' && text_cols(s) - text_cols(s + i) >= n / 2)
+			return i;
+	return all > 0 ? all : 1;
+}
+
 void draw_text(WINDOW *w, int y, int x, int n, int attr, bool pad, const char *text)
 {
 	if (n <= 0)

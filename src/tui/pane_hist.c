@@ -205,6 +205,8 @@ static void hist_draw(struct pane *p, struct tui *t)
 	draw_fmt(w, 1 + rows - 1, 1, side, attr, "<%lld", (long long)h->below);
 	draw_fmt(w, 1 + rows - 1, x0 + nbins * cw + 1, side, attr, "%lld>", (long long)h->above);
 	draw_fmt(w, 1, 1, side, tui_attr(t, C_DIM), "%lld", (long long)top);
+	if (rows >= 3) /* what the top of the scale counts */
+		draw_text(w, 2, 1, side, tui_attr(t, C_DIM), false, "per bin");
 	/* the axis, in grid steps */
 	int span = nbins * cw;
 	char lo[16], hi[16];

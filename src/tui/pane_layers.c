@@ -14,9 +14,10 @@ static void layers_title(struct pane *p, struct tui *t, char *buf, size_t len)
 	char a[16] = "float";
 	if (st->abits)
 		snprintf(a, sizeof a, "%d", st->abits);
-	snprintf(buf, len, "Layers (%d)  W%dA%s %s %s", t->s->model ? t->s->model->nlayers : 0,
-	         st->wbits, a, st->scheme == DFQ_QSCHEME_SYM ? "sym" : "asym",
-	         st->per_channel ? "channel" : "tensor");
+	/* the settings a quantize (Q) applies, not the layers' own bits (the bits column) */
+	snprintf(buf, len, "Layers (%d)  Q: W%dA%s %s per-%s",
+	         t->s->model ? t->s->model->nlayers : 0, st->wbits, a,
+	         st->scheme == DFQ_QSCHEME_SYM ? "sym" : "asym", st->per_channel ? "channel" : "tensor");
 }
 
 static const char *op_name(const struct dfq_layer *L)

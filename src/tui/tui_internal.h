@@ -143,6 +143,9 @@ int tui_attr(const struct tui *t, enum tui_color c);
 void draw_frame(struct tui *t, struct pane *p, const char *title);
 /* Text at (y, x) of w, cut to n columns (attr for the whole), padding with
  * spaces to n when pad. */
+/* Bytes of UTF-8 text s that make its next row of n columns when it is wrapped at blanks
+ * (all of it when it fits; at least one character). */
+size_t draw_wrap_cut(const char *s, int n);
 void draw_text(WINDOW *w, int y, int x, int n, int attr, bool pad, const char *text);
 /* printf into (y, x) cut to n columns. */
 void draw_fmt(WINDOW *w, int y, int x, int n, int attr, const char *fmt, ...)
