@@ -44,7 +44,9 @@
 	X(CONSTANT, "Constant")                          \
 	X(SHAPE, "Shape")                                \
 	X(GATHER, "Gather")                              \
-	X(CAST, "Cast")
+	X(CAST, "Cast")                                  \
+	X(SLICE, "Slice")                                \
+	X(SPLIT, "Split")
 
 typedef enum dfq_op {
 #define DFQ_OP_ENUM(id, name) DFQ_OP_##id,

@@ -47,6 +47,8 @@ DFQ_DECLARE_OP(constant)      /* Constant */
 DFQ_DECLARE_OP(shapeof)       /* Shape */
 DFQ_DECLARE_OP(gather)        /* Gather */
 DFQ_DECLARE_OP(cast)          /* Cast (float32 <-> int64) */
+DFQ_DECLARE_OP(slice)         /* Slice (attribute and input forms) */
+DFQ_DECLARE_OP(split)         /* Split (attribute, input and num_outputs forms) */
 
 /* Fast kernels (im2col + SGEMM, direct depthwise, BLAS Gemm/MatMul). */
 dfq_status op_conv_forward_fast(OP_FORWARD_ARGS);
