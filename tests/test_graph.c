@@ -632,6 +632,15 @@ static void test_slice_forms(void **state)
 				  {"st", 1, {-2}}};
 	run_one("Slice", 13, NULL, 0, i13, 4, 1, out);
 	expect(out[0], 3, 2, (float[]){3, 1, 7, 5, 11, 9});
+	/* steps of INT64_MAX and INT64_MIN take one element each */
+	struct ints_attr big[] = {
+	    {"s", 1, {1}}, {"e", 1, {INT64_MAX}}, {"a", 1, {1}}, {"st", 1, {INT64_MAX}}};
+	run_one("Slice", 13, NULL, 0, big, 4, 1, out);
+	expect(out[0], 3, 1, (float[]){1, 5, 9});
+	struct ints_attr small[] = {
+	    {"s", 1, {-1}}, {"e", 1, {INT64_MIN}}, {"a", 1, {-1}}, {"st", 1, {INT64_MIN}}};
+	run_one("Slice", 13, NULL, 0, small, 4, 1, out);
+	expect(out[0], 3, 1, (float[]){3, 7, 11});
 	/* opset 10: steps absent (empty slot), ends past the dim, an empty result */
 	struct ints_attr i10[] = {{"s", 2, {0, 2}}, {"e", 2, {10, 2}}, {"a", 2, {0, 1}}};
 	run_one("Slice", 10, NULL, 0, i10, 3, 1, out);

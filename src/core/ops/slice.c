@@ -159,11 +159,13 @@ static void slice_axis(int64_t dim, int64_t start, int64_t end, int64_t step, in
 	if (step > 0) {
 		start = start < 0 ? 0 : start > dim ? dim : start;
 		end = end < 0 ? 0 : end > dim ? dim : end;
-		*count = end > start ? (end - start + step - 1) / step : 0;
+		*count = end > start ? 1 + (end - start - 1) / step : 0;
 	} else {
 		start = start < 0 ? 0 : start > dim - 1 ? dim - 1 : start;
 		end = end < -1 ? -1 : end > dim - 1 ? dim - 1 : end;
-		*count = start > end ? (start - end + (-step) - 1) / (-step) : 0;
+		/* -INT64_MIN does not exist; any step beyond the dim takes one element */
+		int64_t back = step == INT64_MIN ? INT64_MAX : -step;
+		*count = start > end ? 1 + (start - end - 1) / back : 0;
 	}
 	*first = start;
 }
@@ -195,6 +197,8 @@ static dfq_status slice_make_plan(const struct dfq_node *n, const struct slice_a
 		else
 			slice_axis(dims[ax], a->starts[i], a->ends[i], a->steps[i], &p->start[ax],
 			           &p->count[ax]);
+		if (p->count[ax] <= 1)
+			p->step[ax] = 1; /* one element: a huge step must not overflow offsets */
 	}
 	return DFQ_OK;
 }
