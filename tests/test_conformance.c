@@ -43,7 +43,8 @@ static const char *const required[] = {
 	"test_pad", "test_constant_pad", "test_softmax_", "test_reduce_mean_", "test_identity",
 	"test_dropout_default", "test_shape", "test_gather_", "test_Conv2d", "test_BatchNorm2d",
 	"test_Linear", "test_MaxPool", "test_AvgPool", "test_ReLU", "test_LeakyReLU",
-	"test_Sigmoid", "test_Softmax", "test_ConstantPad2d", "test_ZeroPad2d",
+	"test_Sigmoid", "test_Softmax", "test_ConstantPad2d", "test_ZeroPad2d", "test_slice",
+	"test_split_", "test_pow", "test_sqrt", "test_erf",
 };
 
 /* Skip reasons a REQUIRED case may have: it needs something outside the claim. */

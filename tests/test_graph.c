@@ -541,6 +541,140 @@ static void test_exec_kernel_error(void **state)
 	dfq_graph_free(g);
 }
 
+
+/* --- Slice and Split: the forms the ONNX test data do not cover ---------------- */
+
+/* x = 0..11 as [3, 4] through one node of op at opset, with INTS attributes
+ * (name, count, values) and int64 initializer inputs after x; runs the scalar
+ * path and returns the outputs (caller frees). */
+struct ints_attr {
+	const char *name;
+	int n;
+	int64_t v[4];
+};
+
+static void run_one(const char *op, int64_t opset, const struct ints_attr *attrs, int nattrs,
+		    const struct ints_attr *inits, int ninits, int nout, struct dfq_tensor **out)
+{
+	struct dfq_graph *g = new_graph();
+	struct dfq_error err = {0};
+	int64_t xd[2] = {3, 4};
+	add_input(g, "x", 2, xd);
+	const char *ins[5] = {"x"};
+	for (int i = 0; i < ninits; i++) {
+		ins[i + 1] = inits[i].n < 0 ? "" : inits[i].name;
+		if (inits[i].n < 0)
+			continue;
+		int64_t d = inits[i].n;
+		struct dfq_tensor *t = dfq_tensor_new(DFQ_DTYPE_I64, 1, &d, &err);
+		assert_non_null(t);
+		memcpy(t->data, inits[i].v, sizeof(int64_t) * (size_t)d);
+		add_init(g, inits[i].name, t);
+	}
+	const char *outs[3] = {"y0", "y1", "y2"};
+	int ni = dfq_graph_add_node(g, "n", op, opset, 1 + ninits, ins, nout, outs, &err);
+	assert_true(ni >= 0);
+	for (int i = 0; i < nattrs; i++) {
+		struct dfq_attr a = {.name = (char *)attrs[i].name,
+				     .type = DFQ_ATTR_INTS,
+				     .n = attrs[i].n,
+				     .ints = (int64_t *)attrs[i].v};
+		if (attrs[i].n < 0) /* an INT attribute */
+			a = (struct dfq_attr){.name = (char *)attrs[i].name,
+					      .type = DFQ_ATTR_INT,
+					      .i = attrs[i].v[0]};
+		assert_int_equal(dfq_graph_node_add_attr(g, ni, &a, &err), DFQ_OK);
+	}
+	for (int o = 0; o < nout; o++)
+		add_output(g, outs[o]);
+	assert_int_equal(dfq_graph_finalize(g, &err), DFQ_OK);
+	struct dfq_exec_opts o;
+	dfq_exec_opts_default(&o);
+	o.fast = false;
+	struct dfq_exec *ex = dfq_exec_new(g, &o, &err);
+	assert_non_null(ex);
+	float xv[12];
+	for (int i = 0; i < 12; i++)
+		xv[i] = (float)i;
+	struct dfq_tensor *x = f32(2, xd, xv);
+	assert_int_equal(dfq_exec_run(ex, &x, out, &err), DFQ_OK);
+	dfq_tensor_free(x);
+	dfq_exec_free(ex);
+	dfq_graph_free(g);
+}
+
+static void expect(struct dfq_tensor *t, int64_t d0, int64_t d1, const float *want)
+{
+	assert_int_equal(t->ndim, 2);
+	assert_int_equal(t->dims[0], d0);
+	assert_int_equal(t->dims[1], d1);
+	for (int64_t i = 0; i < d0 * d1; i++)
+		assert_true(dfq_tensor_f32(t)[i] == want[i]);
+	dfq_tensor_free(t);
+}
+
+static void test_slice_forms(void **state)
+{
+	struct dfq_tensor *out[3] = {0};
+	/* opset 9 attributes: negative axis, a start below -dim, an end of INT64_MAX */
+	struct ints_attr a9[] = {
+	    {"starts", 2, {1, -100}}, {"ends", 2, {INT64_MAX, -1}}, {"axes", 2, {0, -1}}};
+	run_one("Slice", 9, a9, 3, NULL, 0, 1, out);
+	expect(out[0], 2, 3, (float[]){4, 5, 6, 8, 9, 10});
+	/* opset 1 without axes: the first axes in order */
+	struct ints_attr a1[] = {{"starts", 1, {-1}}, {"ends", 1, {3}}};
+	run_one("Slice", 1, a1, 2, NULL, 0, 1, out);
+	expect(out[0], 1, 4, (float[]){8, 9, 10, 11});
+	/* opset 13: a negative step from INT64_MAX to INT64_MIN walks the whole axis back */
+	struct ints_attr i13[] = {{"s", 1, {INT64_MAX}},
+				  {"e", 1, {INT64_MIN}},
+				  {"a", 1, {1}},
+				  {"st", 1, {-2}}};
+	run_one("Slice", 13, NULL, 0, i13, 4, 1, out);
+	expect(out[0], 3, 2, (float[]){3, 1, 7, 5, 11, 9});
+	/* steps of INT64_MAX and INT64_MIN take one element each */
+	struct ints_attr big[] = {
+	    {"s", 1, {1}}, {"e", 1, {INT64_MAX}}, {"a", 1, {1}}, {"st", 1, {INT64_MAX}}};
+	run_one("Slice", 13, NULL, 0, big, 4, 1, out);
+	expect(out[0], 3, 1, (float[]){1, 5, 9});
+	struct ints_attr small[] = {
+	    {"s", 1, {-1}}, {"e", 1, {INT64_MIN}}, {"a", 1, {-1}}, {"st", 1, {INT64_MIN}}};
+	run_one("Slice", 13, NULL, 0, small, 4, 1, out);
+	expect(out[0], 3, 1, (float[]){3, 7, 11});
+	/* opset 10: steps absent (empty slot), ends past the dim, an empty result */
+	struct ints_attr i10[] = {{"s", 2, {0, 2}}, {"e", 2, {10, 2}}, {"a", 2, {0, 1}}};
+	run_one("Slice", 10, NULL, 0, i10, 3, 1, out);
+	assert_int_equal(out[0]->numel, 0);
+	dfq_tensor_free(out[0]);
+}
+
+static void test_split_forms(void **state)
+{
+	struct dfq_tensor *out[3] = {0};
+	/* opset 11: split attribute on a negative axis */
+	struct ints_attr a11[] = {{"split", 2, {1, 3}}, {"axis", -1, {-1}}};
+	run_one("Split", 11, a11, 2, NULL, 0, 2, out);
+	expect(out[0], 3, 1, (float[]){0, 4, 8});
+	expect(out[1], 3, 3, (float[]){1, 2, 3, 5, 6, 7, 9, 10, 11});
+	/* opset 13: split as an input, a zero-size part */
+	struct ints_attr i13[] = {{"sp", 3, {2, 0, 1}}};
+	run_one("Split", 13, NULL, 0, i13, 1, 3, out);
+	expect(out[0], 2, 4, (float[]){0, 1, 2, 3, 4, 5, 6, 7});
+	assert_int_equal(out[1]->numel, 0);
+	dfq_tensor_free(out[1]);
+	expect(out[2], 1, 4, (float[]){8, 9, 10, 11});
+	/* opset 13 without split: equal parts */
+	struct ints_attr ax[] = {{"axis", -1, {1}}};
+	run_one("Split", 13, ax, 1, NULL, 0, 2, out);
+	expect(out[0], 3, 2, (float[]){0, 1, 4, 5, 8, 9});
+	expect(out[1], 3, 2, (float[]){2, 3, 6, 7, 10, 11});
+	/* opset 18 num_outputs: uneven, the last part smaller */
+	struct ints_attr a18[] = {{"num_outputs", -1, {2}}};
+	run_one("Split", 18, a18, 1, NULL, 0, 2, out);
+	expect(out[0], 2, 4, (float[]){0, 1, 2, 3, 4, 5, 6, 7});
+	expect(out[1], 1, 4, (float[]){8, 9, 10, 11});
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -559,6 +693,8 @@ int main(void)
 	    cmocka_unit_test(test_exec_hook_and_outputs),
 	    cmocka_unit_test(test_exec_input_checks),
 	    cmocka_unit_test(test_exec_kernel_error),
+	    cmocka_unit_test(test_slice_forms),
+	    cmocka_unit_test(test_split_forms),
 	};
 	DFQ_RUN_TESTS(tests);
 }

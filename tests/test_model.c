@@ -1028,6 +1028,27 @@ static void test_sample_resnet(void **state)
 	sample_case("resnet_fmnist.onnx");
 }
 
+/* Layer aliases of a default PyTorch export: the module path from the node's scopes. */
+static void test_module_path(void **state)
+{
+	(void)state;
+	char b[64];
+	assert_true(
+	    model_module_path("/features/features.1/conv/conv.0/conv.0.0/Conv", b, sizeof b));
+	assert_string_equal(b, "features.1.conv.0.0");
+	assert_true(model_module_path("/features/features.0/features.0.0/Conv", b, sizeof b));
+	assert_string_equal(b, "features.0.0");
+	assert_true(model_module_path("/conv1/conv/Conv", b, sizeof b));
+	assert_string_equal(b, "conv1.conv");
+	assert_true(model_module_path("/fc/Gemm", b, sizeof b));
+	assert_string_equal(b, "fc");
+	/* not a scope path, or too long */
+	assert_false(model_module_path("Conv_0", b, sizeof b));
+	assert_false(model_module_path("/Conv", b, sizeof b));
+	assert_false(model_module_path("//Conv", b, sizeof b));
+	assert_false(model_module_path("/features/features.1/Conv", b, 8));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1054,6 +1075,7 @@ int main(void)
 	    cmocka_unit_test(test_no_bn),
 	    cmocka_unit_test(test_sample_mobilenet),
 	    cmocka_unit_test(test_sample_resnet),
+	    cmocka_unit_test(test_module_path),
 	};
 	DFQ_RUN_TESTS(tests);
 }

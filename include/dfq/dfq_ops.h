@@ -44,7 +44,12 @@
 	X(CONSTANT, "Constant")                          \
 	X(SHAPE, "Shape")                                \
 	X(GATHER, "Gather")                              \
-	X(CAST, "Cast")
+	X(CAST, "Cast")                                  \
+	X(SLICE, "Slice")                                \
+	X(SPLIT, "Split")                                \
+	X(POW, "Pow")                                    \
+	X(SQRT, "Sqrt")                                  \
+	X(ERF, "Erf")
 
 typedef enum dfq_op {
 #define DFQ_OP_ENUM(id, name) DFQ_OP_##id,

@@ -235,6 +235,10 @@ static enum cmd_retval cmd_infer_exec(struct cmd_ctx *ctx, struct args *a)
 	struct dfq_graph *g = s->graph;
 	struct dfq_error err;
 	dfq_error_clear(&err);
+	if (a->npos != g->ninputs && g->ninputs == 0)
+		return cmd_fail(ctx,
+		                "the model has no inputs (run 'infer' alone) but %d file%s given",
+		                a->npos, a->npos == 1 ? " was" : "s were");
 	if (a->npos != g->ninputs) {
 		char names[256];
 		names_list(g, names, sizeof names);
@@ -282,8 +286,8 @@ static const char *const infer_aliases[] = {"run", NULL};
 const struct cmd_entry cmd_infer_entry = {
     .name = "infer",
     .alias = infer_aliases,
-    .usage = "infer INPUT.npy|INPUT.pb... [--out OUT.npy]",
-    .args = {infer_flags, 1, -1},
+    .usage = "infer [INPUT.npy|INPUT.pb...] [--out OUT.npy]",
+    .args = {infer_flags, 0, -1},
     .summary = "run the model on input files; write each output as .npy",
     .exec = cmd_infer_exec,
     .flags = CMD_NEEDS_MODEL,

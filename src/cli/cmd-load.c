@@ -106,10 +106,32 @@ static void print_summary(struct cmd_ctx *ctx, const struct dfq_graph *g, const 
 	cmd_print(ctx, "  %-9s %s", "producer", g->producer && *g->producer ? g->producer : "?");
 	cmd_print(ctx, "  %-9s %lld", "opset", (long long)g->opset);
 	list_values(ctx, g, "input", g->ninputs, g->inputs, "inputs");
+	if (g->ninputs == 0) /* a constant model: infer runs it without files */
+		cmd_print(ctx, "  %-9s %s", "input", "(none)");
 	list_values(ctx, g, "output", g->noutputs, g->outputs, "outputs");
 	cmd_print(ctx, "  %-9s %d", "nodes", g->nnodes);
 	print_ops(ctx, g);
 	cmd_print(ctx, "  %-9s %lld", "params", (long long)params);
+}
+
+/* A model with convolutions and no BatchNorm statistics (PyTorch's default
+ * export folds BatchNorm into the convolutions): say once what that costs and
+ * the two ways out. */
+static void print_stats_notice(struct cmd_ctx *ctx, const struct dfq_model *m)
+{
+	bool conv = false;
+	for (int i = 0; m && i < m->nlayers; i++)
+		conv |= m->layers[i].op == DFQ_OP_CONV;
+	if (!conv || m->has_stats)
+		return;
+	cmd_print(ctx, "  %-9s %s", "note",
+	          "no BatchNorm statistics (a default PyTorch export folds BatchNorm away):");
+	cmd_print(ctx, "  %-9s %s", "",
+	          "data-free activation ranges and analytic bias correction need them; use");
+	cmd_print(ctx, "  %-9s %s", "",
+	          "data ('measure data', 'biascorr --empirical') or re-export with");
+	cmd_print(ctx, "  %-9s %s", "",
+	          "torch.onnx.export(..., training=torch.onnx.TrainingMode.PRESERVE)");
 }
 
 /* On failure the session keeps its old model. */
@@ -124,6 +146,7 @@ static enum cmd_retval cmd_load_exec(struct cmd_ctx *ctx, struct args *a)
 	if (session_set_model(ctx->s, g, path, &err) != DFQ_OK)
 		return cmd_fail_error(ctx, &err);
 	print_summary(ctx, ctx->s->graph, path);
+	print_stats_notice(ctx, ctx->s->model);
 	return CMD_RETURN_NORMAL;
 }
 

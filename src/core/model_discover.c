@@ -190,8 +190,32 @@ static void layer_alias(struct dfq_layer *L, const struct dfq_graph *g)
 			L->alias[n - sfx] = '\0';
 		}
 	} else {
-		L->alias = rc_strdup(L->name);
+		/* a default PyTorch export names weights "onnx::Conv_123" and nodes
+		 * by scope path: the module's name is the readable one */
+		char path[256];
+		bool ok = L->name && model_module_path(L->name, path, sizeof path);
+		L->alias = rc_strdup(ok ? path : L->name);
 	}
+}
+
+/* Two layers of one module (or scope paths that meet) would share an alias:
+ * the later ones keep their node names, so every alias names one layer. */
+static dfq_status unique_aliases(struct dfq_layer *layers, int n, struct dfq_error *err)
+{
+	for (int i = 1; i < n; i++) {
+		for (int j = 0; j < i; j++) {
+			if (strcmp(layers[i].alias, layers[j].alias) != 0)
+				continue;
+			char *a = rc_strdup(layers[i].name);
+			if (!a)
+				return dfq_error_set(err, DFQ_ERR_NOMEM,
+				                     "out of memory listing layers");
+			rc_unref(layers[i].alias);
+			layers[i].alias = a;
+			break;
+		}
+	}
+	return DFQ_OK;
 }
 
 /* One layer at node ni (fills *L, names owned); false when ni is no layer. */
@@ -295,6 +319,8 @@ static dfq_status discover_layers(const struct dfq_model *m, struct dfq_layer **
 		if (L->bn_node >= 0)
 			st = stats_from_bn(g, L, err);
 	}
+	if (st == DFQ_OK)
+		st = unique_aliases(layers, n, err);
 	if (st != DFQ_OK) {
 		model_layers_free(layers, n);
 		return st;

@@ -91,6 +91,11 @@ void model_report_hand(struct dfq_step_report *r, struct dfq_step_report *rep);
 
 /* --- model_names.c: names of enums (public: dfq_act_name, ...) --------------- */
 
+/* The module's qualified name ("features.1.conv.0") from a node name that is
+ * an exporter's scope path ("/features/features.1/conv/conv.0/Conv") into
+ * buf; false (buf unspecified) when the name is no such path or does not fit. */
+bool model_module_path(const char *node_name, char *buf, size_t len);
+
 /* ===========================================================================
  * middle
  * ======================================================================== */

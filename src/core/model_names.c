@@ -6,6 +6,44 @@
 #include "model_internal.h"
 /* --- names ---------------------------------------------------------------- */
 
+bool model_module_path(const char *node_name, char *buf, size_t len)
+{
+	/* PyTorch (1.13+) names a node by its module scopes, each scope the
+	 * module's name inside its parent's ("/features/features.1/conv/conv.0/Conv"):
+	 * a scope extending the previous one ("features" -> "features.1") replaces
+	 * it, any other is appended, giving the module's qualified name. */
+	size_t used = 0, last = 0, last_len = 0;
+	int scopes = 0;
+	const char *p = node_name;
+	if (len == 0 || !p || *p != '/')
+		return false;
+	buf[0] = '\0';
+	for (;;) {
+		const char *s = p + 1, *e = strchr(s, '/');
+		if (!e)
+			break; /* the last part is the op, not a scope */
+		size_t n = (size_t)(e - s);
+		if (n == 0)
+			return false;
+		bool extends = scopes && n > last_len + 1 && memcmp(s, buf + last, last_len) == 0 &&
+		               s[last_len] == '.';
+		if (!extends) {
+			last = used + (used ? 1 : 0);
+			if (used && used + 1 < len)
+				buf[used++] = '.';
+		}
+		if (last + n + 1 > len)
+			return false;
+		memcpy(buf + last, s, n);
+		used = last + n;
+		buf[used] = '\0';
+		last_len = n;
+		scopes++;
+		p = e;
+	}
+	return scopes > 0;
+}
+
 const char *dfq_act_name(dfq_act a)
 {
 	switch (a) {

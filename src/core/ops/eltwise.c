@@ -1,4 +1,6 @@
-/* eltwise.c - Add, Sub, Mul, Div with numpy multidirectional broadcasting (float32, int64). */
+/* eltwise.c - Add, Sub, Mul, Div with numpy multidirectional broadcasting (float32, int64);
+ * Pow (float32). */
+#include <math.h>
 #include <string.h>
 
 #include "ops_internal.h"
@@ -17,13 +19,19 @@ dfq_status op_binary_parse(OP_PARSE_ARGS)
 
 dfq_status op_binary_shape(OP_SHAPE_ARGS)
 {
-	if (in[0]->dtype != in[1]->dtype)
+	/* Pow: a float32 base; an int64 exponent is read as float */
+	if (n->op == DFQ_OP_POW && in[0]->dtype != DFQ_DTYPE_F32)
+		return dfq_error_set(err, DFQ_ERR_UNSUPPORTED,
+				     "%s node '%s': a base of element type %s is not supported (float32 only)",
+				     n->op_type, n->name, dfq_dtype_name(in[0]->dtype));
+	if (in[0]->dtype != in[1]->dtype && n->op != DFQ_OP_POW)
 		return dfq_error_set(err, DFQ_ERR_SHAPE,
 				     "%s node '%s': inputs have different element types %s and %s",
 				     n->op_type, n->name, dfq_dtype_name(in[0]->dtype),
 				     dfq_dtype_name(in[1]->dtype));
 	if (ops_broadcast_shape(in[0], in[1], &out[0], err) != DFQ_OK)
 		return dfq_error_prefix(err, "%s node '%s'", n->op_type, n->name);
+	out[0].dtype = in[0]->dtype;
 	return DFQ_OK;
 }
 
@@ -68,6 +76,8 @@ static float f32_op(dfq_op op, float x, float y)
 	case DFQ_OP_ADD: return x + y;
 	case DFQ_OP_SUB: return x - y;
 	case DFQ_OP_MUL: return x * y;
+	/* x^2 (LayerNorm's variance) exactly as x * x, like numpy */
+	case DFQ_OP_POW: return y == 2.0f ? x * x : powf(x, y);
 	default: return x / y;
 	}
 }
@@ -98,12 +108,21 @@ dfq_status op_binary_forward(OP_FORWARD_ARGS)
 	struct dfq_tensor *y = out[0];
 	struct bcast_iter it;
 
-	if (a->dtype != b->dtype || y->dtype != a->dtype)
+	bool pow_i64 = n->op == DFQ_OP_POW && a->dtype == DFQ_DTYPE_F32 && b->dtype == DFQ_DTYPE_I64;
+	if ((a->dtype != b->dtype && !pow_i64) || y->dtype != a->dtype)
 		return dfq_error_set(err, DFQ_ERR_SHAPE,
 				     "%s node '%s': inputs have different element types %s and %s",
 				     n->op_type, n->name, dfq_dtype_name(a->dtype),
 				     dfq_dtype_name(b->dtype));
 	bcast_iter_init(&it, a, b, y);
+	if (pow_i64) {
+		const float *pa = dfq_tensor_f32(a);
+		const int64_t *pb = dfq_tensor_i64(b);
+		float *py = dfq_tensor_f32(y);
+		for (int64_t i = 0; i < y->numel; i++, bcast_iter_next(&it))
+			py[i] = f32_op(n->op, pa[it.oa], (float)pb[it.ob]);
+		return DFQ_OK;
+	}
 	if (y->dtype == DFQ_DTYPE_F32) {
 		const float *pa = dfq_tensor_f32(a), *pb = dfq_tensor_f32(b);
 		float *py = dfq_tensor_f32(y);

@@ -53,6 +53,12 @@ const struct dfq_op_def dfq_op_defs[DFQ_OP_COUNT] = {
 	[DFQ_OP_SHAPE] = OP(shapeof, "Shape", 1, 1, 1, 1),
 	[DFQ_OP_GATHER] = OP(gather, "Gather", 2, 2, 1, 1),
 	[DFQ_OP_CAST] = OP(cast, "Cast", 1, 1, 1, 1),
+	/* opset < 10 takes one input (parse checks which form the opset wants) */
+	[DFQ_OP_SLICE] = OP(slice, "Slice", 1, 5, 1, 1),
+	[DFQ_OP_SPLIT] = OP(split, "Split", 1, 2, 1, 1024),
+	[DFQ_OP_POW] = OP(binary, "Pow", 2, 2, 1, 1),
+	[DFQ_OP_SQRT] = OP(unary, "Sqrt", 1, 1, 1, 1),
+	[DFQ_OP_ERF] = OP(unary, "Erf", 1, 1, 1, 1),
 };
 
 /* The X-macro name list and the table must agree: a new op cannot be half-added. */

@@ -27,9 +27,9 @@
 
 DFQ_DECLARE_OP(conv)          /* Conv */
 DFQ_DECLARE_OP(batchnorm)     /* BatchNormalization (inference) */
-DFQ_DECLARE_OP(unary)         /* Relu, LeakyRelu, Sigmoid, HardSigmoid, HardSwish */
+DFQ_DECLARE_OP(unary)         /* Relu, LeakyRelu, Sigmoid, HardSigmoid, HardSwish, Sqrt, Erf */
 DFQ_DECLARE_OP(clip)          /* Clip (attribute and input forms) */
-DFQ_DECLARE_OP(binary)        /* Add, Sub, Mul, Div (numpy broadcasting) */
+DFQ_DECLARE_OP(binary)        /* Add, Sub, Mul, Div, Pow (numpy broadcasting) */
 DFQ_DECLARE_OP(gemm)          /* Gemm */
 DFQ_DECLARE_OP(matmul)        /* MatMul (2-D and batched, broadcasting) */
 DFQ_DECLARE_OP(pool)          /* MaxPool, AveragePool */
@@ -47,6 +47,8 @@ DFQ_DECLARE_OP(constant)      /* Constant */
 DFQ_DECLARE_OP(shapeof)       /* Shape */
 DFQ_DECLARE_OP(gather)        /* Gather */
 DFQ_DECLARE_OP(cast)          /* Cast (float32 <-> int64) */
+DFQ_DECLARE_OP(slice)         /* Slice (attribute and input forms) */
+DFQ_DECLARE_OP(split)         /* Split (attribute, input and num_outputs forms) */
 
 /* Fast kernels (im2col + SGEMM, direct depthwise, BLAS Gemm/MatMul). */
 dfq_status op_conv_forward_fast(OP_FORWARD_ARGS);

@@ -1,4 +1,5 @@
-/* unary.c - float32 activations: Relu, LeakyRelu, Sigmoid, HardSigmoid, HardSwish. */
+/* unary.c - float32 activations: Relu, LeakyRelu, Sigmoid, HardSigmoid, HardSwish; and
+ * Sqrt and Erf (LayerNorm and exact GELU as PyTorch exports them). */
 #include <math.h>
 
 #include "ops_internal.h"
@@ -26,8 +27,8 @@ dfq_status op_unary_shape(OP_SHAPE_ARGS)
 {
 	if (in[0]->dtype != DFQ_DTYPE_F32)
 		return dfq_error_set(err, DFQ_ERR_UNSUPPORTED,
-				     "%s node '%s': only float32 input is supported, not %s",
-				     n->op_type, n->name, dfq_dtype_name(in[0]->dtype));
+		                     "%s node '%s': only float32 input is supported, not %s",
+		                     n->op_type, n->name, dfq_dtype_name(in[0]->dtype));
 	out[0] = *in[0];
 	return DFQ_OK;
 }
@@ -47,6 +48,10 @@ static float unary_one(const struct dfq_node *n, float x)
 		return fmaxf(0.0f, fminf(1.0f, n->p.alpha * x + n->p.beta));
 	case DFQ_OP_HARDSWISH:
 		return x * fmaxf(0.0f, fminf(1.0f, x / 6.0f + 0.5f));
+	case DFQ_OP_SQRT:
+		return sqrtf(x);
+	case DFQ_OP_ERF:
+		return erff(x);
 	default:
 		return x;
 	}
@@ -63,10 +68,12 @@ dfq_status op_unary_forward(OP_FORWARD_ARGS)
 	case DFQ_OP_SIGMOID:
 	case DFQ_OP_HARDSIGMOID:
 	case DFQ_OP_HARDSWISH:
+	case DFQ_OP_SQRT:
+	case DFQ_OP_ERF:
 		break;
 	default:
 		return dfq_error_set(err, DFQ_ERR_INTERNAL, "node '%s': %s is not a unary op",
-				     n->name, dfq_op_name(n->op));
+		                     n->name, dfq_op_name(n->op));
 	}
 	for (int64_t i = 0; i < in[0]->numel; i++)
 		y[i] = unary_one(n, x[i]);

@@ -1,0 +1,1 @@
+-q --scalar -c 'load td/node/test_constant/model.onnx' -c 'infer c.npy'

@@ -1,0 +1,1 @@
+--scalar -c 'load td/node/test_constant/model.onnx' -c 'infer --out c.npy'

@@ -1,0 +1,1 @@
+-q -c 'load td/node/test_constant/model.onnx' -c 'layers'

@@ -1,0 +1,1 @@
+-c 'load data/dfqnet_folded.onnx' -c 'layers'

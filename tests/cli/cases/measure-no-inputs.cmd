@@ -1,0 +1,1 @@
+-q -c 'load td/node/test_constant/model.onnx' -c 'data npy:data/dfqnet_x.npy,data/dfqnet_y.npy' -c 'measure data'
