@@ -479,8 +479,8 @@ enum op {
 static const char *const op_names[OP_COUNT] = {
     "fold",       "relu6-to-relu", "clip",     "equalize",     "absorb",
     "quantize",   "quantize W4",   "biascorr", "measure data", "biascorr --empirical",
-    "dequantize", "aux bits",      "undo",     "redo",
-    "float",      "bits",          "bits --clear",
+    "dequantize", "aux bits",      "undo",     "redo",         "float",
+    "bits",       "bits --clear",
 };
 
 static dfq_status one_batch(void *user, int64_t i, const struct dfq_tensor **x,
@@ -599,10 +599,10 @@ static void test_alloc_failures(void **state)
 	struct fixture f;
 	open1(&f, 1.5, 25); /* large BN means: absorption has channels to move */
 	static const enum op seq[] = {
-	    OP_FOLD,       OP_RELU6,   OP_CLIP,     OP_EQUALIZE,   OP_ABSORB,
-	    OP_QUANTIZE,   OP_MEASURE, OP_BIASCORR, OP_REQUANTIZE, OP_BIASCORR_DATA,
-	    OP_DEQUANTIZE, OP_AUX,     OP_UNDO,     OP_REDO,
-	    OP_QUANTIZE,   OP_PIN_FLOAT, OP_PIN_BITS, OP_QUANTIZE, OP_PIN_CLEAR,
+	    OP_FOLD,       OP_RELU6,    OP_CLIP,     OP_EQUALIZE,   OP_ABSORB,
+	    OP_QUANTIZE,   OP_MEASURE,  OP_BIASCORR, OP_REQUANTIZE, OP_BIASCORR_DATA,
+	    OP_DEQUANTIZE, OP_AUX,      OP_UNDO,     OP_REDO,       OP_QUANTIZE,
+	    OP_PIN_FLOAT,  OP_PIN_BITS, OP_QUANTIZE, OP_PIN_CLEAR,
 	};
 	for (size_t i = 0; i < sizeof seq / sizeof seq[0]; i++)
 		op_with_failures(&f, seq[i]);

@@ -105,7 +105,6 @@ struct dfq_pin {
 	int abits;     /* with DFQ_PIN_ABITS: 0 or 2..16 */
 };
 
-
 /* A layer's buffers (names, statistics, grids, corrections, tensors) are
  * shared with the step history's earlier versions of the model: read them,
  * never change them (the model changes them copy-on-write). */

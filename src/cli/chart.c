@@ -590,8 +590,8 @@ bool chart_sweep(struct session *s, struct chart *c, char *why, size_t len)
 	                        mn, what[r->kind], (long long)r->n, 100.0 * r->fp32.top1,
 	                        r->nsteps ? pipe : "none"));
 	struct chart_panel *P = panel_add(&b, xl[r->kind], "top-1 accuracy (%)");
-	struct chart_series *sr = series_add(&b, P, strdup("top-1 after the steps, per value"),
-	                                     CHART_LINE, r->ndone);
+	struct chart_series *sr =
+	    series_add(&b, P, strdup("top-1 after the steps, per value"), CHART_LINE, r->ndone);
 	if (!sr)
 		return build_end(&b, why, len);
 	double lo = 100.0 * r->fp32.top1, hi = lo;
@@ -615,8 +615,8 @@ bool chart_sweep(struct session *s, struct chart *c, char *why, size_t len)
 	P->ymin = fmax(0.0, lo - pad);
 	P->ymax = fmin(100.0, hi + pad);
 	if (r->interrupted)
-		c->note = keep(&b, fmt("interrupted: %d of %d points measured", r->ndone,
-		                       r->nplanned));
+		c->note =
+		    keep(&b, fmt("interrupted: %d of %d points measured", r->ndone, r->nplanned));
 	return build_end(&b, why, len);
 }
 

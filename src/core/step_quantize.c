@@ -80,8 +80,7 @@ static dfq_status quantize_layer(struct dfq_model *m, int li, const struct dfq_q
 }
 
 /* q with the bits pin p gives (false: p keeps the layer float). */
-static bool apply_pin(const struct dfq_pin *p, const struct dfq_qconfig *q,
-                      struct dfq_qconfig *out)
+static bool apply_pin(const struct dfq_pin *p, const struct dfq_qconfig *q, struct dfq_qconfig *out)
 {
 	*out = *q;
 	if (p->what & DFQ_PIN_FLOAT)
@@ -154,7 +153,8 @@ dfq_status dfq_model_quantize(struct dfq_model *m, const bool *sel, const struct
 	int n = snprintf(r.summary, sizeof r.summary, "quantized %d layer%s (%s)", r.nchanged,
 	                 r.nchanged == 1 ? "" : "s", cfg);
 	if (nfloat > 0 && n > 0 && (size_t)n < sizeof r.summary)
-		n += snprintf(r.summary + n, sizeof r.summary - (size_t)n, ", %d kept float", nfloat);
+		n += snprintf(r.summary + n, sizeof r.summary - (size_t)n, ", %d kept float",
+		              nfloat);
 	if (nown > 0 && n > 0 && (size_t)n < sizeof r.summary)
 		snprintf(r.summary + n, sizeof r.summary - (size_t)n, ", %d with %s own bits", nown,
 		         nown == 1 ? "its" : "their");
@@ -210,7 +210,8 @@ static dfq_status check_pin(const struct dfq_pin *p, struct dfq_error *err)
 	if (p->what & ~known)
 		return dfq_error_set(err, DFQ_ERR_ARG, "unknown pin 0x%x", p->what);
 	if ((p->what & DFQ_PIN_FLOAT) && (p->what & ~(unsigned)DFQ_PIN_FLOAT))
-		return dfq_error_set(err, DFQ_ERR_ARG, "a layer is kept float or given bits, not both");
+		return dfq_error_set(err, DFQ_ERR_ARG,
+		                     "a layer is kept float or given bits, not both");
 	if ((p->what & DFQ_PIN_WBITS) && (p->wbits < DFQ_QBITS_MIN || p->wbits > DFQ_QBITS_MAX))
 		return dfq_error_set(err, DFQ_ERR_ARG, "weight bits must be %d to %d, not %d",
 		                     DFQ_QBITS_MIN, DFQ_QBITS_MAX, p->wbits);
