@@ -66,6 +66,10 @@ static enum cmd_retval cmd_sweep_exec(struct cmd_ctx *ctx, struct args *a)
 	if (!sweep_parse_range(kind, a->pos[1], &req, why, sizeof why))
 		return cmd_fail(ctx, "%s", why);
 	req.n = (int64_t)args_num(a, "n", 0);
+	int64_t avail = dfq_data_count(s->data, DFQ_SPLIT_EVAL);
+	if (req.n > avail)
+		return cmd_fail(ctx, "--n %lld: the data has %lld evaluation samples",
+		                (long long)req.n, (long long)avail);
 	int npts = sweep_count(&req);
 	int nsteps = dfq_model_history_applied(s->model);
 	cmd_print(ctx,

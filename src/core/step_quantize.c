@@ -335,14 +335,13 @@ dfq_status dfq_model_pin(struct dfq_model *m, const bool *sel, const struct dfq_
 		         "dropped the pins of %d layer%s (they stay as they are)", n, ls);
 	else if (pin->what & DFQ_PIN_FLOAT)
 		snprintf(r.summary, sizeof r.summary,
-		         "%d layer%s kept in FP32 (%d quantized one%s back to float now); quantize "
-		         "leaves them float",
-		         n, ls, dequant, dequant == 1 ? "" : "s");
+		         "%d layer%s kept in FP32 (%d back to float now); a quantize leaves %s float",
+		         n, ls, dequant, n == 1 ? "it" : "them");
 	else
 		snprintf(r.summary, sizeof r.summary,
-		         "%d layer%s pinned to %s (%d quantized one%s quantized again now); "
-		         "quantize gives them these bits",
-		         n, ls, bits, requant, requant == 1 ? "" : "s");
+		         "%d layer%s pinned to %s (%d quantized again now); a quantize gives %s "
+		         "these bits",
+		         n, ls, bits, requant, n == 1 ? "it" : "them");
 	model_report_hand(&r, rep);
 	return DFQ_OK;
 }
