@@ -196,6 +196,9 @@ static void fp_layer(struct fp *f, const struct dfq_layer *L)
 	FP(f, L->editable);
 	FP(f, L->quantized);
 	fp_qconfig(f, &L->q);
+	FP(f, L->pin.what);
+	FP(f, L->pin.wbits);
+	FP(f, L->pin.abits);
 	fp_tensor(f, L->wq);
 	FP(f, L->nwqp);
 	for (int i = 0; L->wqp && i < L->nwqp; i++)
@@ -467,13 +470,17 @@ enum op {
 	OP_AUX,
 	OP_UNDO,
 	OP_REDO,
+	OP_PIN_FLOAT,
+	OP_PIN_BITS,
+	OP_PIN_CLEAR,
 	OP_COUNT
 };
 
 static const char *const op_names[OP_COUNT] = {
     "fold",       "relu6-to-relu", "clip",     "equalize",     "absorb",
     "quantize",   "quantize W4",   "biascorr", "measure data", "biascorr --empirical",
-    "dequantize", "aux bits",      "undo",     "redo",
+    "dequantize", "aux bits",      "undo",     "redo",         "float",
+    "bits",       "bits --clear",
 };
 
 static dfq_status one_batch(void *user, int64_t i, const struct dfq_tensor **x,
@@ -518,6 +525,21 @@ static dfq_status do_op(struct fixture *f, enum op op, struct dfq_error *err)
 		return dfq_model_undo(f->m, 2, &done, err);
 	case OP_REDO:
 		return dfq_model_redo(f->m, 2, &done, err);
+	case OP_PIN_FLOAT: {
+		struct dfq_pin p = {DFQ_PIN_FLOAT, 0, 0};
+		return dfq_model_pin(f->m, sel, &p, NULL, err);
+	}
+	case OP_PIN_BITS: {
+		/* layer 1 quantized again now, layer 3 (float) only pinned */
+		bool sel2[16] = {false};
+		sel2[1] = sel2[3] = true;
+		struct dfq_pin p = {DFQ_PIN_WBITS | DFQ_PIN_ABITS, 5, 6};
+		return dfq_model_pin(f->m, sel2, &p, NULL, err);
+	}
+	case OP_PIN_CLEAR: {
+		struct dfq_pin p = {0, 0, 0};
+		return dfq_model_pin(f->m, NULL, &p, NULL, err);
+	}
 	case OP_COUNT:
 		break;
 	}
@@ -577,9 +599,10 @@ static void test_alloc_failures(void **state)
 	struct fixture f;
 	open1(&f, 1.5, 25); /* large BN means: absorption has channels to move */
 	static const enum op seq[] = {
-	    OP_FOLD,       OP_RELU6,   OP_CLIP,     OP_EQUALIZE,   OP_ABSORB,
-	    OP_QUANTIZE,   OP_MEASURE, OP_BIASCORR, OP_REQUANTIZE, OP_BIASCORR_DATA,
-	    OP_DEQUANTIZE, OP_AUX,     OP_UNDO,     OP_REDO,
+	    OP_FOLD,       OP_RELU6,    OP_CLIP,     OP_EQUALIZE,   OP_ABSORB,
+	    OP_QUANTIZE,   OP_MEASURE,  OP_BIASCORR, OP_REQUANTIZE, OP_BIASCORR_DATA,
+	    OP_DEQUANTIZE, OP_AUX,      OP_UNDO,     OP_REDO,       OP_QUANTIZE,
+	    OP_PIN_FLOAT,  OP_PIN_BITS, OP_QUANTIZE, OP_PIN_CLEAR,
 	};
 	for (size_t i = 0; i < sizeof seq / sizeof seq[0]; i++)
 		op_with_failures(&f, seq[i]);
@@ -593,6 +616,94 @@ static void test_alloc_failures(void **state)
 	fx_close(&f);
 }
 
+/* --- mixed precision ----------------------------------------------------------------------- */
+
+/* float and bits pin layers: quantize skips the float ones and gives the
+ * others their bits; undo restores pins (and the quantized layer) exactly;
+ * a pinned model runs as one quantized per layer by hand. */
+static void test_pins(void **state)
+{
+	struct fixture f, g;
+	open1(&f, 0.5, 26);
+	open1(&g, 0.5, 26);
+	dfq_tensor_free(g.x);
+	g.x = dfq_tensor_clone(f.x, NULL);
+	struct dfq_qconfig q8 = qbits(8, 8), q6 = qbits(6, 8);
+	struct dfq_step_report rep;
+	STEP_OK(dfq_model_fold(f.m, NULL, &e_));
+	STEP_OK(dfq_model_quantize(f.m, NULL, &q8, NULL, &e_));
+	uint64_t hq = fingerprint(f.m);
+	bool s1[16] = {false}, s2[16] = {false};
+	s1[1] = true;
+	s2[2] = true;
+	struct dfq_pin pf = {DFQ_PIN_FLOAT, 0, 0}, pb = {DFQ_PIN_WBITS, 4, 0};
+	/* float on a quantized layer dequantizes it now */
+	STEP_OK(dfq_model_pin(f.m, s1, &pf, &rep, &e_));
+	assert_int_equal(rep.nchanged, 1);
+	dfq_step_report_free(&rep);
+	assert_false(f.m->layers[1].quantized);
+	assert_int_equal(f.m->layers[1].pin.what, DFQ_PIN_FLOAT);
+	/* bits on a quantized layer quantizes it again now, its abits kept */
+	STEP_OK(dfq_model_pin(f.m, s2, &pb, NULL, &e_));
+	assert_true(f.m->layers[2].quantized);
+	assert_int_equal(f.m->layers[2].q.wbits, 4);
+	assert_int_equal(f.m->layers[2].q.abits, 8);
+	uint64_t hp = fingerprint(f.m);
+	/* quantize all keeps the pins, and counts them */
+	STEP_OK(dfq_model_quantize(f.m, NULL, &q6, &rep, &e_));
+	assert_int_equal(rep.nchanged, f.m->nlayers - 1);
+	assert_non_null(strstr(rep.summary, "1 kept float, 1 with its own bits"));
+	dfq_step_report_free(&rep);
+	assert_false(f.m->layers[1].quantized);
+	assert_int_equal(f.m->layers[2].q.wbits, 4);
+	assert_int_equal(f.m->layers[0].q.wbits, 6);
+	/* the same model by hand: W6 everywhere, W4 on layer 2, layer 1 float */
+	STEP_OK(dfq_model_fold(g.m, NULL, &e_));
+	STEP_OK(dfq_model_quantize(g.m, NULL, &q6, NULL, &e_));
+	struct dfq_qconfig q4 = qbits(4, 8);
+	STEP_OK(dfq_model_quantize(g.m, s2, &q4, NULL, &e_));
+	STEP_OK(dfq_model_dequantize(g.m, s1, NULL, &e_));
+	struct dfq_tensor *yf = run(&f, DFQ_RUN_QUANT), *yg = run(&g, DFQ_RUN_QUANT);
+	assert_same(yg, yf, "pinned against quantized by hand");
+	/* undo: the pins and the quantized layer come back exactly */
+	int done;
+	STEP_OK(dfq_model_undo(f.m, 1, &done, &e_));
+	assert_true(fingerprint(f.m) == hp);
+	STEP_OK(dfq_model_undo(f.m, 2, &done, &e_));
+	assert_true(fingerprint(f.m) == hq);
+	assert_true(f.m->layers[1].quantized);
+	assert_int_equal(f.m->layers[1].pin.what, 0);
+	STEP_OK(dfq_model_redo(f.m, 3, &done, &e_));
+	struct dfq_tensor *yr = run(&f, DFQ_RUN_QUANT);
+	assert_same(yf, yr, "after undo and redo");
+	/* bits on a float layer only pins; a later quantize uses them; --clear drops them */
+	struct dfq_pin pa = {DFQ_PIN_WBITS | DFQ_PIN_ABITS, 5, 0};
+	STEP_OK(dfq_model_pin(f.m, s1, &pa, NULL, &e_));
+	assert_false(f.m->layers[1].quantized);
+	STEP_OK(dfq_model_quantize(f.m, NULL, &q8, NULL, &e_));
+	assert_int_equal(f.m->layers[1].q.wbits, 5);
+	assert_int_equal(f.m->layers[1].q.abits, 0);
+	struct dfq_pin pc = {0, 0, 0};
+	STEP_OK(dfq_model_pin(f.m, NULL, &pc, &rep, &e_));
+	assert_int_equal(rep.nchanged, 2);
+	dfq_step_report_free(&rep);
+	assert_int_equal(f.m->layers[1].q.wbits, 5); /* stays as it is */
+	STEP_OK(dfq_model_quantize(f.m, NULL, &q8, NULL, &e_));
+	assert_int_equal(f.m->layers[1].q.wbits, 8);
+	/* bad pins change nothing */
+	uint64_t h = fingerprint(f.m);
+	struct dfq_error err;
+	struct dfq_pin bad1 = {DFQ_PIN_FLOAT | DFQ_PIN_WBITS, 4, 0}, bad2 = {DFQ_PIN_WBITS, 1, 0};
+	assert_int_equal(dfq_model_pin(f.m, NULL, &bad1, NULL, &err), DFQ_ERR_ARG);
+	assert_int_equal(dfq_model_pin(f.m, NULL, &bad2, NULL, &err), DFQ_ERR_ARG);
+	assert_true(fingerprint(f.m) == h);
+	dfq_tensor_free(yf);
+	dfq_tensor_free(yg);
+	dfq_tensor_free(yr);
+	fx_close(&f);
+	fx_close(&g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -600,6 +711,7 @@ int main(void)
 	    cmocka_unit_test(test_history_branch),
 	    cmocka_unit_test(test_explicit_transaction),
 	    cmocka_unit_test(test_requantize_drops_biascorr),
+	    cmocka_unit_test(test_pins),
 	    cmocka_unit_test(test_alloc_failures),
 	};
 	DFQ_RUN_TESTS(tests);

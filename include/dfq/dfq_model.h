@@ -90,6 +90,21 @@ struct dfq_qconfig {
 /* Defaults: W8 A8, float bias, asymmetric, per tensor. */
 void dfq_qconfig_default(struct dfq_qconfig *q);
 
+/* Mixed precision: what a layer is pinned to by the `float` and `bits` steps
+ * (dfq_model_pin).  A pin is part of the layer's state (undo and redo restore
+ * it) and outlives a later quantize: quantize skips a layer pinned float and
+ * gives a layer with pinned bits those bits instead of the request's. */
+enum dfq_pin_what {
+	DFQ_PIN_FLOAT = 1u << 0, /* kept in FP32 */
+	DFQ_PIN_WBITS = 1u << 1, /* its own weight bits (wbits) */
+	DFQ_PIN_ABITS = 1u << 2, /* its own output activation bits (abits, 0 = float) */
+};
+struct dfq_pin {
+	unsigned what; /* DFQ_PIN_* bits, 0 = not pinned; FLOAT goes alone */
+	int wbits;     /* with DFQ_PIN_WBITS: 2..16 */
+	int abits;     /* with DFQ_PIN_ABITS: 0 or 2..16 */
+};
+
 /* A layer's buffers (names, statistics, grids, corrections, tensors) are
  * shared with the step history's earlier versions of the model: read them,
  * never change them (the model changes them copy-on-write). */
@@ -136,6 +151,7 @@ struct dfq_layer {
 	struct dfq_tensor *wq;   /* owned: fake-quantized weights (W's shape) or NULL */
 	struct dfq_qparams *wqp; /* owned: weight grids (1 or cout entries) or NULL */
 	int nwqp;
+	struct dfq_pin pin; /* mixed precision: kept float or its own bits (see above) */
 
 	/* bias correction (docs/algorithms.md, "Bias correction"): per output
 	 * channel amounts added to the bias in each run mode; NULL when none */
@@ -150,6 +166,11 @@ struct dfq_layer {
 	 * plain bias initializer is used) */
 	struct dfq_tensor *b_run_q, *b_run_fp;
 };
+
+/* The configuration a quantize with q gives layer L: q with L's pinned bits
+ * in out.  False when L is pinned float (quantize leaves it alone). */
+bool dfq_layer_pinned_qconfig(const struct dfq_layer *L, const struct dfq_qconfig *q,
+                              struct dfq_qconfig *out);
 
 /* Numbers for the layer table, computed from the current weights. */
 struct dfq_layer_info {
@@ -433,6 +454,9 @@ dfq_status dfq_model_absorb(struct dfq_model *m, const bool *sel, double n_std,
 
 /* Quantize the selected layers with q: weights fake-quantized once (and
  * again whenever a later step changes them), output activation bits set.
+ * Pins win (dfq_model_pin): a layer pinned float is skipped (a row not
+ * changed), a layer with pinned bits gets q with those bits; the summary
+ * counts both.
  * When every layer is selected the auxiliary points (input, Add, Concat,
  * pools) take q's abits and scheme too.  Needs BN folded in those layers.
  * Rows: before = weight SQNR dB before (NaN when it was float), after =
@@ -444,6 +468,18 @@ dfq_status dfq_model_quantize(struct dfq_model *m, const bool *sel, const struct
  * Rows: extra = the wbits the layer had. */
 dfq_status dfq_model_dequantize(struct dfq_model *m, const bool *sel, struct dfq_step_report *rep,
                                 struct dfq_error *err);
+
+/* Mixed precision, as one step: pin the selected layers (see struct dfq_pin).
+ *   FLOAT: keep them in FP32; a quantized one goes back to float now.
+ *   WBITS and/or ABITS: their own bits; a quantized one is quantized again
+ *     now with them (the rest of its configuration as it was); a float one
+ *     keeps the pin until a quantize covers it (nothing is quantized now).
+ *   what 0: drop their pins (the layers stay as they are).
+ * A new pin replaces the layer's old one.  DFQ_ERR_ARG on bad bits or FLOAT
+ * with bits.  Rows: before = wbits before (0: float), after = wbits after,
+ * extra = abits after (NaN when float). */
+dfq_status dfq_model_pin(struct dfq_model *m, const bool *sel, const struct dfq_pin *pin,
+                         struct dfq_step_report *rep, struct dfq_error *err);
 
 /* Bits/scheme of the auxiliary activation points; bits 0 turns them off. */
 dfq_status dfq_model_set_aux_quant(struct dfq_model *m, int bits, dfq_qscheme scheme,

@@ -18,6 +18,7 @@
 #include "files.h"
 #include "gnuplot.h"
 #include "model-cmd.h"
+#include "sweep.h"
 
 /* --- the data -------------------------------------------------------------------- */
 
@@ -68,6 +69,8 @@ const char *chart_kind_name(enum chart_kind k)
 		return "ranges";
 	case CHART_DELTAS:
 		return "deltas";
+	case CHART_SWEEP:
+		return "sweep";
 	}
 	return "?";
 }
@@ -169,16 +172,22 @@ static bool build_end(struct build *b, char *why, size_t len)
 	return false;
 }
 
-/* The model's name for titles: its file name without directory and ".onnx". */
-static void model_name(const struct session *s, char *buf, size_t len)
+/* A model's name for titles: its file name without directory and ".onnx". */
+static void path_name(const char *path, char *buf, size_t len)
 {
-	const char *p = s->model_path ? s->model_path : "model";
+	const char *p = path ? path : "model";
 	const char *slash = strrchr(p, '/');
 	p = slash ? slash + 1 : p;
 	size_t n = strlen(p);
 	if (n > 5 && strcasecmp(p + n - 5, ".onnx") == 0)
 		n -= 5;
 	snprintf(buf, len, "%.*s", (int)n, p);
+}
+
+/* The session's model's name for titles. */
+static void model_name(const struct session *s, char *buf, size_t len)
+{
+	path_name(s->model_path, buf, len);
 }
 
 static const char *bits_text(const struct dfq_layer *L, char *buf, size_t len)
@@ -549,6 +558,65 @@ bool chart_deltas(struct session *s, struct chart *c, char *why, size_t len)
 	if (mixed)
 		c->note = keep(&b, strdup("the evals counted different numbers of images: compare "
 		                          "with care"));
+	return build_end(&b, why, len);
+}
+
+bool chart_sweep(struct session *s, struct chart *c, char *why, size_t len)
+{
+	memset(c, 0, sizeof *c);
+	const struct sweep_result *r = s->sweep;
+	if (!r || r->ndone == 0)
+		return snprintf(why, len,
+		                "no sweep has been run, so there is nothing to plot (e.g. 'sweep "
+		                "wbits 2..8 --n 1000' first)"),
+		       false;
+	struct build b = {c, false};
+	char mn[128], pipe[160] = "";
+	path_name(r->model, mn, sizeof mn);
+	size_t used = 0;
+	for (int i = 0; i < r->nsteps && used < sizeof pipe; i++)
+		used += (size_t)snprintf(pipe + used, sizeof pipe - used, "%s%s", i ? "; " : "",
+		                         r->steps[i]);
+	if (used >= sizeof pipe)
+		snprintf(pipe + sizeof pipe - 4, 4, "...");
+	static const char *const what[] = {"weight bits", "activation bits", "weight clip value X"};
+	static const char *const xl[] = {
+	    "weight bits (quantize --wbits; pinned layers keep theirs)",
+	    "activation bits (quantize --abits; pinned layers keep theirs)",
+	    "weight clip value X (weights clipped to [-X, X])"};
+	c->kind = CHART_SWEEP;
+	c->title = keep(&b, fmt("%s: top-1 accuracy against %s, on %lld images (FP32 %.2f%%); "
+	                        "steps: %s",
+	                        mn, what[r->kind], (long long)r->n, 100.0 * r->fp32.top1,
+	                        r->nsteps ? pipe : "none"));
+	struct chart_panel *P = panel_add(&b, xl[r->kind], "top-1 accuracy (%)");
+	struct chart_series *sr =
+	    series_add(&b, P, strdup("top-1 after the steps, per value"), CHART_LINE, r->ndone);
+	if (!sr)
+		return build_end(&b, why, len);
+	double lo = 100.0 * r->fp32.top1, hi = lo;
+	for (int i = 0; i < r->ndone; i++) {
+		const struct sweep_point *p = &r->pts[i];
+		sr->x[i] = p->value;
+		sr->y[i] = p->n ? 100.0 * (double)p->top1 / (double)p->n : 0.0;
+		lo = fmin(lo, sr->y[i]);
+		hi = fmax(hi, sr->y[i]);
+		if (r->kind != SWEEP_CLIP)
+			tic_add(&b, &P->xtics, &P->nxtics, p->value,
+			        fmt("%s%d", r->kind == SWEEP_WBITS ? "W" : "A", (int)p->value));
+	}
+	double x0 = r->pts[0].value, x1 = r->pts[r->ndone - 1].value;
+	double xpad = x1 > x0 ? 0.05 * (x1 - x0) : 0.5;
+	P->xmin = x0 - xpad;
+	P->xmax = x1 + xpad;
+	mark_add(&b, P, fmt("FP32 %.2f%% (the model as loaded)", 100.0 * r->fp32.top1), false,
+	         100.0 * r->fp32.top1, 0.0);
+	double pad = fmax(1.0, 0.1 * (hi - lo));
+	P->ymin = fmax(0.0, lo - pad);
+	P->ymax = fmin(100.0, hi + pad);
+	if (r->interrupted)
+		c->note =
+		    keep(&b, fmt("interrupted: %d of %d points measured", r->ndone, r->nplanned));
 	return build_end(&b, why, len);
 }
 

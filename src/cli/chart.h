@@ -30,6 +30,7 @@ enum chart_kind {
 	CHART_HIST,         /* quantization error histogram, in grid steps */
 	CHART_RANGES,       /* activation ranges per tensor: BN, data, grid */
 	CHART_DELTAS,       /* top-1 after each step */
+	CHART_SWEEP,        /* top-1 against a swept setting (sweep.h) */
 };
 
 enum chart_style {
@@ -103,6 +104,10 @@ bool chart_hist(struct session *s, const struct dfq_hist *h, struct chart *c, ch
 bool chart_ranges(struct session *s, struct chart *c, char *why, size_t len);
 /* top-1 after each applied step that was evaluated, the FP32 level marked. */
 bool chart_deltas(struct session *s, struct chart *c, char *why, size_t len);
+
+/* The session's last sweep: top-1 against the swept value, the FP32 level
+ * marked. */
+bool chart_sweep(struct session *s, struct chart *c, char *why, size_t len);
 
 /* What hist (the command) and `plot hist` measure. */
 struct hist_req {

@@ -103,6 +103,7 @@ struct session {
 	 * (a hand-edited file must not run `session save`, `source` or `quit`) */
 	enum { RUN_ANY = 0, RUN_STEPS, RUN_DATA } only;
 	struct gnuplot *gnuplot; /* owned: the chart co-process (gnuplot.h), NULL until a plot */
+	struct sweep_result *sweep; /* owned: the last sweep (sweep.h), for plot sweep, or NULL */
 };
 
 #define SESSION_MAX_DEPTH 16
@@ -134,7 +135,9 @@ dfq_status session_set_data(struct session *s, struct dfq_data *d, struct dfq_er
 
 /* Ctrl-C during a long command: between cli_interrupt_catch(true) and
  * (false) SIGINT only sets a flag, which the command polls with
- * cli_interrupted() (e.g. between batches) to stop and return to the prompt. */
+ * cli_interrupted() (e.g. between batches) to stop and return to the prompt.
+ * Catches nest (a sweep runs steps that catch too): an inner pair keeps the
+ * outer one's flag and handler. */
 void cli_interrupt_catch(bool on);
 bool cli_interrupted(void);
 

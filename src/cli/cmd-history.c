@@ -123,7 +123,7 @@ static enum cmd_retval cmd_steps_exec(struct cmd_ctx *ctx, struct args *a)
 	if (n == 0)
 		cmd_print(ctx,
 		          "no steps yet: fold, relu6-to-relu, clip, equalize, absorb, quantize, "
-		          "measure and biascorr are steps");
+		          "float, bits, measure and biascorr are steps");
 	else if (applied < n)
 		cmd_print(ctx, "%d step%s undone: 'redo' applies %s again", n - applied,
 		          n - applied == 1 ? "" : "s", n - applied == 1 ? "it" : "them");

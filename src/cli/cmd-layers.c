@@ -69,6 +69,44 @@ static const char *range_str(const struct dfq_range *r, bool used, char *buf, si
 
 /* --- layers ----------------------------------------------------------------- */
 
+/* The bits column: what the layer runs with ("W4A8", "W8", "-"), with a '^'
+ * when it is pinned ('float', 'bits'): "FP32^" for a layer kept float, the
+ * pinned bits for a float layer waiting for its quantize ("W4^", "A6^"). */
+static void bits_cell(const struct dfq_layer *L, const struct dfq_layer_info *inf, char *buf,
+                      size_t len)
+{
+	const char *pin = L->pin.what ? "^" : "";
+	if (L->pin.what & DFQ_PIN_FLOAT)
+		snprintf(buf, len, "FP32%s", pin);
+	else if (inf->wbits > 0 && inf->abits > 0)
+		snprintf(buf, len, "W%dA%d%s", inf->wbits, inf->abits, pin);
+	else if (inf->wbits > 0)
+		snprintf(buf, len, "W%d%s", inf->wbits, pin);
+	else if (!L->pin.what)
+		snprintf(buf, len, "-");
+	else if ((L->pin.what & DFQ_PIN_WBITS) && (L->pin.what & DFQ_PIN_ABITS) && L->pin.abits)
+		snprintf(buf, len, "W%dA%d^", L->pin.wbits, L->pin.abits);
+	else if (L->pin.what & DFQ_PIN_WBITS)
+		snprintf(buf, len, "W%d^", L->pin.wbits);
+	else
+		snprintf(buf, len, "A%d^", L->pin.abits);
+}
+
+/* The pin as JSON, only for a pinned layer (so tables of unpinned models read as
+ * before): {"float": true} or {"wbits": N, "abits": N} (those pinned). */
+static void pin_json(cJSON *o, const struct dfq_layer *L)
+{
+	if (!L->pin.what)
+		return;
+	cJSON *p = cJSON_AddObjectToObject(o, "pin");
+	if (L->pin.what & DFQ_PIN_FLOAT)
+		cJSON_AddBoolToObject(p, "float", true);
+	if (L->pin.what & DFQ_PIN_WBITS)
+		cJSON_AddNumberToObject(p, "wbits", L->pin.wbits);
+	if (L->pin.what & DFQ_PIN_ABITS)
+		cJSON_AddNumberToObject(p, "abits", L->pin.abits);
+}
+
 static void layer_json(cJSON *arr, const struct dfq_model *m, int li,
                        const struct dfq_layer_info *inf, const struct dfq_apoint *p)
 {
@@ -97,6 +135,7 @@ static void layer_json(cJSON *arr, const struct dfq_model *m, int li,
 		cJSON_AddNullToObject(o, "act_used");
 	cJSON_AddNumberToObject(o, "wbits", inf->wbits);
 	cJSON_AddNumberToObject(o, "abits", inf->abits);
+	pin_json(o, L);
 	cJSON *steps = cJSON_AddArrayToObject(o, "steps");
 	for (int k = 0; steps && k < DFQ_STEP_COUNT; k++) {
 		if (!(L->steps & (1u << k)))
@@ -167,12 +206,7 @@ static void layer_cells(const struct dfq_model *m, int li, const struct dfq_laye
 	mc_num(inf->spread, c[COL_SPREAD], CELL);
 	range_str(p ? &p->bn : &none, p && p->enabled && p->used == DFQ_RANGE_BN, c[COL_BN], CELL);
 	range_str(dr, p && p->enabled && p->used == ds, c[COL_DATA], CELL);
-	if (inf->wbits > 0 && inf->abits > 0)
-		snprintf(c[COL_BITS], CELL, "W%dA%d", inf->wbits, inf->abits);
-	else if (inf->wbits > 0)
-		snprintf(c[COL_BITS], CELL, "W%d", inf->wbits);
-	else
-		snprintf(c[COL_BITS], CELL, "-");
+	bits_cell(L, inf, c[COL_BITS], CELL);
 	dfq_steps_str(L->steps, c[COL_STEPS], CELL);
 }
 
@@ -320,10 +354,11 @@ static enum cmd_retval cmd_layers_exec(struct cmd_ctx *ctx, struct args *a)
 	if (!t.cell)
 		return cmd_fail(ctx, "out of memory");
 	cJSON *arr = cJSON_AddArrayToObject(ctx->json, "layers");
-	int nquant = 0;
+	int nquant = 0, npinned = 0;
 	for (int li = 0; li < m->nlayers; li++) {
 		if (!ctx->sel[li])
 			continue;
+		npinned += m->layers[li].pin.what != 0;
 		struct dfq_layer_info inf;
 		struct dfq_error err;
 		if (dfq_model_layer_info(m, li, &inf, &err) != DFQ_OK) {
@@ -375,6 +410,10 @@ static enum cmd_retval cmd_layers_exec(struct cmd_ctx *ctx, struct args *a)
 		cmd_result(ctx, "%s; %s", spread, star);
 	else
 		cmd_result(ctx, "%s\n%s", spread, star);
+	if (npinned > 0)
+		result_wrapped(ctx,
+		               "^ = bits pinned by 'float' or 'bits' (a later quantize keeps them)",
+		               width);
 	hidden_list(&t, hidden, sizeof hidden);
 	snprintf(text, sizeof text, "hidden to fit %d columns: %s ('layers --wide' shows them)",
 	         width, hidden);

@@ -86,10 +86,9 @@ static bool build(struct cmd_ctx *ctx, const struct args *a, struct chart *c)
 			return false;
 		ok = chart_deltas(s, c, why, sizeof why);
 	} else {
-		return cmd_fail(ctx,
-		                "no sweep has been run, so there is nothing to plot (the sweep "
-		                "command is not there yet)"),
-		       false;
+		if (!arity(ctx, a, kind, 0, 0, "sweep"))
+			return false;
+		ok = chart_sweep(s, c, why, sizeof why);
 	}
 	if (!ok)
 		return cmd_fail(ctx, "%s", why), false;
@@ -314,7 +313,8 @@ const struct cmd_entry cmd_plot_entry = {
             "  --wbits as there).\n"
             "ranges: each activation tensor's BN range, data range and the grid in use.\n"
             "deltas: top-1 after each evaluated step, with the FP32 level.\n"
-            "sweep: accuracy against bit width (needs a sweep: not there yet).\n"
+            "sweep: top-1 against the swept value of the last 'sweep', the FP32 level\n"
+            "  marked.\n"
             "--out FILE.png or FILE.svg writes a file (through gnuplot); without it the\n"
             "chart opens in a gnuplot window when there is a display, else gnuplot draws it\n"
             "as text.  Without gnuplot (or when it fails, or takes more than\n"

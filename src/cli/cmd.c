@@ -14,6 +14,7 @@ const struct cmd_entry *const cmd_table[] = {
     &cmd_clip_entry,       &cmd_equalize_entry, &cmd_absorb_entry,   &cmd_quantize_entry,
     &cmd_dequantize_entry, &cmd_measure_entry,  &cmd_biascorr_entry, &cmd_error_entry,
     &cmd_hist_entry,       &cmd_plot_entry,
+    &cmd_float_entry,      &cmd_bits_entry,     &cmd_sweep_entry,
     &cmd_steps_entry,      &cmd_undo_entry,     &cmd_redo_entry,     &cmd_reset_entry,
     &cmd_save_entry,       &cmd_session_entry,  &cmd_set_entry,      &cmd_show_entry,
     &cmd_source_entry,     &cmd_echo_entry,     &cmd_help_entry,     &cmd_quit_entry,
@@ -227,6 +228,30 @@ static bool split_line(const char *line, struct cmd_list *out, char *why, size_t
 		cmd_list_free(out);
 	}
 	return ok;
+}
+
+char **cmd_split_words(const char *line, int *argc, char *why, size_t len)
+{
+	struct cmd_list l;
+	*argc = 0;
+	if (!split_line(line, &l, why, len))
+		return NULL;
+	if (l.n != 1) {
+		snprintf(why, len, "'%s' is not one command", line);
+		cmd_list_free(&l);
+		return NULL;
+	}
+	char **argv = l.cmds[0].argv;
+	*argc = l.cmds[0].argc;
+	free(l.cmds);
+	return argv;
+}
+
+void cmd_words_free(int argc, char **argv)
+{
+	for (int i = 0; argv && i < argc; i++)
+		free(argv[i]);
+	free(argv);
 }
 
 /* --- the command as typed ------------------------------------------------ */

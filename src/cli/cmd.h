@@ -169,6 +169,9 @@ extern const struct cmd_entry cmd_quit_entry;
 extern const struct cmd_entry cmd_set_entry;
 extern const struct cmd_entry cmd_show_entry;
 extern const struct cmd_entry cmd_source_entry;
+extern const struct cmd_entry cmd_float_entry;
+extern const struct cmd_entry cmd_bits_entry;
+extern const struct cmd_entry cmd_sweep_entry;
 
 /* cmd.c: lookup by exact name or alias, then unique prefix.  On failure
  * returns NULL and writes one sentence (ambiguous / unknown with the closest
@@ -199,6 +202,11 @@ enum cmd_retval cmd_run_string(struct session *s, const char *text);
 /* Run a command file (-x, source, piped stdin) as a script; name is used in
  * messages.  Same return convention as cmd_run_string. */
 enum cmd_retval cmd_run_stream(struct session *s, FILE *fp, const char *name);
+/* The words of a line holding one command, split as cmd_run_line() splits
+ * them (malloc'd, NULL-terminated, *argc of them; free with cmd_words_free).
+ * NULL with why when the line does not split or holds no or several commands. */
+char **cmd_split_words(const char *line, int *argc, char *why, size_t len);
+void cmd_words_free(int argc, char **argv);
 /* argv re-joined with shell quoting where a word needs it, so that
  * cmd_run_line() would split it back into the same words (malloc'd). */
 char *cmd_join_argv(int argc, char *const *argv);

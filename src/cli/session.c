@@ -11,6 +11,7 @@
 #include "cmd.h"
 #include "dfq/dfq_eval.h"
 #include "gnuplot.h"
+#include "sweep.h"
 
 static const char *const bool_words[] = {"on", "off", NULL};
 static const char *const scheme_words[] = {"asym", "sym", NULL};
@@ -87,6 +88,7 @@ void session_free(struct session *s)
 	dfq_data_free(s->data);
 	free(s->data_line);
 	free(s->evals);
+	sweep_free(s->sweep);
 	memset(s, 0, sizeof *s);
 }
 
@@ -244,11 +246,21 @@ static void on_interrupt(int sig)
 /* What SIGINT did before cli_interrupt_catch(true), restored by (false). */
 static struct sigaction saved_sigint;
 static bool sigint_saved;
+/* Catches in force: a command run inside another one's (a sweep replaying
+ * measure data) neither clears the outer one's flag nor restores SIGINT. */
+static int catch_depth;
 
 void cli_interrupt_catch(bool on)
 {
+	if (on && catch_depth++ > 0)
+		return;
+	if (!on && catch_depth > 1) {
+		catch_depth--;
+		return;
+	}
 	interrupted = 0;
 	if (!on) {
+		catch_depth = 0;
 		if (sigint_saved)
 			sigaction(SIGINT, &saved_sigint, NULL);
 		sigint_saved = false;

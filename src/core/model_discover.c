@@ -278,6 +278,7 @@ static void carry_layer(struct dfq_layer *L, const struct dfq_layer *old)
 	L->steps = old->steps;
 	L->quantized = old->quantized;
 	L->q = old->q;
+	L->pin = old->pin;
 	L->nwqp = old->nwqp;
 	L->bcorr_empirical = old->bcorr_empirical;
 	if (old->has_stats) {

@@ -57,7 +57,8 @@ static bool layer_touched(const struct dfq_model *m, const struct model_save *s,
 	if (a == b)
 		return false;
 	return a->steps != b->steps || a->quantized != b->quantized ||
-	       memcmp(&a->q, &b->q, sizeof a->q) != 0 || a->act != b->act ||
+	       memcmp(&a->q, &b->q, sizeof a->q) != 0 ||
+	       memcmp(&a->pin, &b->pin, sizeof a->pin) != 0 || a->act != b->act ||
 	       a->bn_node != b->bn_node || a->gamma != b->gamma || a->beta != b->beta ||
 	       a->wq != b->wq || a->bcorr_q != b->bcorr_q || a->bcorr_fp != b->bcorr_fp ||
 	       a->w_ref != b->w_ref || a->b_run_q != b->b_run_q || a->b_run_fp != b->b_run_fp;

@@ -48,7 +48,10 @@ static void row_text(struct tui *t, int li, int w, char *buf, size_t len)
 	char bits[16] = "-", spread[24] = "-", act[40] = "-", sqnr[24] = "-", marks[16];
 	char shape[40] = "";
 	if (L->quantized)
-		snprintf(bits, sizeof bits, "%d/%d", L->q.wbits, L->q.abits);
+		snprintf(bits, sizeof bits, "%d/%d%s", L->q.wbits, L->q.abits,
+		         L->pin.what ? "^" : "");
+	else if (L->pin.what & DFQ_PIN_FLOAT)
+		snprintf(bits, sizeof bits, "fp32^"); /* kept float by 'float' */
 	if (f) {
 		fmt_num(f->info.spread, spread, sizeof spread);
 		if (f->info.has_act_range)

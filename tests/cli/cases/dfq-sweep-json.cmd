@@ -1,0 +1,1 @@
+--json --scalar -x dfq-sweep-json.dfq
