@@ -186,8 +186,11 @@ const char *session_setting_str(const struct session *s, int i, char *buf, size_
  * the banner).  cli_info is silenced by -q and --json. */
 void cli_info(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* The columns tables may use: the terminal's width when stdout is one, else
- * $COLUMNS when it is set to a number, else 100. */
+/* Format output for cols columns instead of the terminal's (the screen's log pane);
+ * 0 goes back to the terminal's width. */
+void cli_set_output_width(int cols);
+/* The columns tables may use: what cli_set_output_width set, else the terminal's
+ * width when stdout is one, else $COLUMNS when it is set to a number, else 100. */
 int cli_output_width(void);
 
 /* output.c: progress of long work (eval, measuring, empirical bias

@@ -170,10 +170,20 @@ void cli_warn(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
+/* set by the screen: the width of the pane its output lands in */
+static int width_override;
+
+void cli_set_output_width(int cols)
+{
+	width_override = cols > 0 ? cols : 0;
+}
+
 int cli_output_width(void)
 {
 	static const struct num_spec columns = {.whole = true, .lo = 1, .hi = 100000};
 	struct winsize ws;
+	if (width_override > 0)
+		return width_override;
 	if (isatty(STDOUT_FILENO) && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
 		return ws.ws_col;
 	const char *c = getenv("COLUMNS");

@@ -127,7 +127,10 @@ static void layout(struct tui *t)
 		place(&t->panes[PANE_HIST], top, 0, bottom, hw);
 		place(&t->panes[PANE_STEPS], top, hw, bottom, sw);
 		place(&t->panes[PANE_LOG], top, hw + sw, bottom, t->cols - hw - sw);
+		/* tables and text charts are made to fit the log, not the terminal */
+		cli_set_output_width(t->cols - hw - sw - 2);
 	} else {
+		cli_set_output_width(t->cols);
 		/* the layers on the left; detail, histogram and steps as tabs on the
 		 * right; the log as the status line */
 		int lw = t->cols * 45 / 100;
@@ -607,6 +610,7 @@ bool tui_run(struct session *s, const char *const *first, int n)
 	prompt_done(&t);
 	endwin();
 	delscreen(t.screen);
+	cli_set_output_width(0);
 	signal(SIGINT, SIG_DFL);
 	s->sink = old_sink;
 	s->sink_user = old_user;
