@@ -30,6 +30,8 @@ enum chart_kind {
 	CHART_HIST,         /* quantization error histogram, in grid steps */
 	CHART_RANGES,       /* activation ranges per tensor: BN, data, grid */
 	CHART_DELTAS,       /* top-1 after each step */
+	CHART_SENS,         /* per layer: top-1 change and logits SQNR quantized alone */
+	CHART_CMP,          /* per layer output: SQNR and max error against FP32 */
 };
 
 enum chart_style {
@@ -82,7 +84,7 @@ struct chart {
 	char *note;  /* one line under the chart (figures the bars do not show), or NULL */
 	int npanels;
 	struct chart_panel panels[CHART_MAX_PANELS];
-	int rows; /* labelled rows (ranges), for sizing; 0 otherwise */
+	int rows; /* labelled rows (ranges, sensitivity, compare), for sizing; 0 otherwise */
 };
 
 void chart_free(struct chart *c);
@@ -103,6 +105,14 @@ bool chart_hist(struct session *s, const struct dfq_hist *h, struct chart *c, ch
 bool chart_ranges(struct session *s, struct chart *c, char *why, size_t len);
 /* top-1 after each applied step that was evaluated, the FP32 level marked. */
 bool chart_deltas(struct session *s, struct chart *c, char *why, size_t len);
+
+/* The session's last sensitivity: per layer (a row each), the top-1 change
+ * and the logits SQNR with only its weights, only its activation, or both
+ * quantized; two panels. */
+bool chart_sensitivity(struct session *s, struct chart *c, char *why, size_t len);
+/* The session's last compare: per layer output, its SQNR and largest error
+ * against FP32; two panels. */
+bool chart_compare(struct session *s, struct chart *c, char *why, size_t len);
 
 /* What hist (the command) and `plot hist` measure. */
 struct hist_req {

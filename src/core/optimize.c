@@ -55,8 +55,8 @@ struct chain {
 
 struct step {
 	enum step_kind kind;
-	int node; /* NODE: the node; CONV: the Conv */
-	int pos;  /* the node index it runs at */
+	int node;  /* NODE: the node; CONV: the Conv */
+	int pos;   /* the node index it runs at */
 	bool skip; /* not run: what it computes is given or not needed */
 	struct chain ch;
 	/* CONV, depthwise: the next step is a Conv chain that alone reads this
@@ -552,9 +552,8 @@ static dfq_status plan_build(struct dfq_plan *p, const struct dfq_plan_env *env,
 		const struct step *t = &p->steps[i + 1];
 		int out = s->ch.out_vi;
 		s->pair_next = !s->skip && !t->skip && s->kind == STEP_CONV && s->ch.depthwise &&
-		               s->ch.res_vi < 0 &&
-		               t->kind == STEP_CONV && !t->ch.depthwise && t->ch.x_vi == out &&
-		               p->refs0[out] == 1 && !p->keep[out];
+		               s->ch.res_vi < 0 && t->kind == STEP_CONV && !t->ch.depthwise &&
+		               t->ch.x_vi == out && p->refs0[out] == 1 && !p->keep[out];
 	}
 	return DFQ_OK;
 }
@@ -1469,9 +1468,11 @@ dfq_status dfq_plan_run(struct dfq_plan *p, const struct dfq_plan_env *env,
 		if (inputs[i]->ndim < 1 || inputs[i]->dims[0] != total)
 			same_batch = false;
 	/* given values are split into parts as the inputs are */
-	for (int vi = 0; env->given && vi < env->ngiven && vi < g->nvalues; vi++)
-		if (env->given[vi] && (env->given[vi]->ndim < 1 || env->given[vi]->dims[0] != total))
+	for (int vi = 0; env->given && vi < env->ngiven && vi < g->nvalues; vi++) {
+		const struct dfq_tensor *t = env->given[vi];
+		if (t && (t->ndim < 1 || t->dims[0] != total))
 			same_batch = false;
+	}
 	if (nthreads > 1 && !env->profile && total >= 2 * nthreads && same_batch &&
 	    batch_separable(g)) {
 		st = run_parallel(p, env, inputs, outputs, total, nthreads, fallback, err);
