@@ -66,6 +66,24 @@ dfq_status dfq_exec_set_quant(struct dfq_exec *ex, int vi, const struct dfq_qpar
 /* Remove every quantization. */
 void dfq_exec_clear_quants(struct dfq_exec *ex);
 
+/* Use t (borrowed; it must outlive its use and is never changed) as the
+ * value vi of later runs instead of computing it: an incremental run, e.g.
+ * the values a changed layer does not depend on, kept from an earlier run.
+ * A run then computes only what a graph output needs and is not given:
+ * every node whose outputs are all given or unneeded is skipped, and no
+ * hook, override or fake quantization applies to a given value (the fused
+ * path may still recompute one inside a fused chain that runs for another
+ * reason; its readers there see the recomputed value).  t must be a float
+ * tensor computed by a node (not a graph input: feed those; not a constant:
+ * use an override), holding what that node would compute from the run's
+ * inputs (the same batch size).  An incremental run equals, bit for bit, a
+ * full run on the same path (fused, or node by node with a hook or
+ * opts.fast false) when the given values are that run's.  t NULL removes it. */
+dfq_status dfq_exec_set_given(struct dfq_exec *ex, int vi, const struct dfq_tensor *t,
+			      struct dfq_error *err);
+/* Remove every given value. */
+void dfq_exec_clear_given(struct dfq_exec *ex);
+
 /* The thread pool of ex (for callers that want to share it), never NULL. */
 struct dfq_pool *dfq_exec_pool(struct dfq_exec *ex);
 

@@ -71,6 +71,10 @@ const char *chart_kind_name(enum chart_kind k)
 		return "deltas";
 	case CHART_SWEEP:
 		return "sweep";
+	case CHART_SENS:
+		return "sensitivity";
+	case CHART_CMP:
+		return "compare";
 	}
 	return "?";
 }
@@ -620,6 +624,173 @@ bool chart_sweep(struct session *s, struct chart *c, char *why, size_t len)
 	return build_end(&b, why, len);
 }
 
+/* One HBARS series on P: a bar from 0 to v[i] in row rows - 1 - i for every finite v[i]. */
+static void hbars_from_zero(struct build *b, struct chart_panel *P, char *name, const double *v,
+                            int n, double width, double offset, bool outline)
+{
+	int k = 0;
+	for (int i = 0; i < n; i++)
+		k += isfinite(v[i]);
+	struct chart_series *sr = series_add(b, P, name, CHART_HBARS, k);
+	if (!sr)
+		return;
+	sr->width = width;
+	sr->offset = offset;
+	sr->outline = outline;
+	k = 0;
+	for (int i = 0; i < n; i++) {
+		if (!isfinite(v[i]))
+			continue;
+		sr->y[k] = n - 1 - i;
+		sr->lo[k] = fmin(0.0, v[i]);
+		sr->hi[k++] = fmax(0.0, v[i]);
+	}
+}
+
+/* Row labels (the first row at the top) on P's y axis. */
+static void row_tics(struct build *b, struct chart_panel *P, char *const *labels, int n)
+{
+	P->ymin = -0.7;
+	P->ymax = n - 0.3;
+	for (int i = 0; i < n; i++)
+		tic_add(b, &P->ytics, &P->nytics, n - 1 - i, strdup(labels[i]));
+}
+
+bool chart_sensitivity(struct session *s, struct chart *c, char *why, size_t len)
+{
+	memset(c, 0, sizeof *c);
+	const struct dfq_sens_result *r = s->sens;
+	struct dfq_model *m = s->model;
+	if (!m)
+		return snprintf(why, len, CLI_MSG_NO_MODEL), false;
+	if (!r)
+		return snprintf(
+		           why, len,
+		           "no sensitivity measured on this model yet: run 'sensitivity' first"),
+		       false;
+	int n = r->nrows;
+	double *v = calloc((size_t)(n ? n : 1) * 6, sizeof *v);
+	char **labels = calloc((size_t)(n ? n : 1), sizeof *labels);
+	struct build b = {c, !v || !labels};
+	static const char *const kname[DFQ_SENS_KINDS] = {"only its weights quantized",
+	                                                  "only its output activation quantized",
+	                                                  "both (as quantize makes it)"};
+	for (int i = 0; v && labels && i < n; i++) {
+		const struct dfq_sens_row *row = &r->rows[i];
+		labels[i] =
+		    keep(&b, strdup(row->layer < m->nlayers ? mc_layer_name(m, row->layer) : "?"));
+		for (int k = 0; k < DFQ_SENS_KINDS; k++) {
+			v[k * n + i] = 100.0 * (row->top1[k] - r->top1_fp32);
+			v[(3 + k) * n + i] = row->sqnr_db[k];
+		}
+	}
+	char mn[128], cfg[96];
+	model_name(s, mn, sizeof mn);
+	mc_qconfig_str(&r->q, cfg, sizeof cfg);
+	c->kind = CHART_SENS;
+	c->rows = n;
+	c->title =
+	    keep(&b, fmt("%s: each layer quantized alone (%s, the rest FP32) on %lld images; "
+	                 "FP32 top-1 %.2f%%",
+	                 mn, cfg, (long long)r->n, 100.0 * r->top1_fp32));
+	const double off[DFQ_SENS_KINDS] = {0.28, 0.0, -0.28};
+	struct chart_panel *P = b.oom
+	                            ? NULL
+	                            : panel_add(&b, "top-1 change against FP32 (percentage points)",
+	                                        "layer (graph order)");
+	for (int k = 0; P && k < DFQ_SENS_KINDS && !b.oom; k++)
+		hbars_from_zero(&b, P, strdup(kname[k]), v + k * n, n, 0.26, off[k],
+		                k == DFQ_SENS_BOTH);
+	if (P && !b.oom) {
+		P->zero_line = true;
+		row_tics(&b, P, labels, n);
+	}
+	struct chart_panel *Q =
+	    b.oom ? NULL
+	          : panel_add(&b, "SQNR of the logits against FP32's (dB; higher is better)",
+	                      "layer (graph order)");
+	for (int k = 0; Q && k < DFQ_SENS_KINDS && !b.oom; k++)
+		hbars_from_zero(&b, Q, strdup(kname[k]), v + (3 + k) * n, n, 0.26, off[k],
+		                k == DFQ_SENS_BOTH);
+	if (Q && !b.oom) {
+		row_tics(&b, Q, labels, n);
+		Q->xmin = 0.0;
+	}
+	c->note =
+	    keep(&b, strdup("bars left of 0 lost accuracy; a missing bar was not measured (no "
+	                    "activation grid, or a layer quantize skips)"));
+	for (int i = 0; labels && i < n; i++)
+		free(labels[i]);
+	free(labels);
+	free(v);
+	return build_end(&b, why, len);
+}
+
+bool chart_compare(struct session *s, struct chart *c, char *why, size_t len)
+{
+	memset(c, 0, sizeof *c);
+	const struct dfq_cmp_result *r = s->cmp;
+	struct dfq_model *m = s->model;
+	if (!m)
+		return snprintf(why, len, CLI_MSG_NO_MODEL), false;
+	if (!r)
+		return snprintf(why, len,
+		                "no comparison made on this model yet: run 'compare' first"),
+		       false;
+	int n = r->nrows;
+	double *v = calloc((size_t)(n ? n : 1) * 2, sizeof *v);
+	char **labels = calloc((size_t)(n ? n : 1), sizeof *labels);
+	struct build b = {c, !v || !labels};
+	for (int i = 0; v && labels && i < n; i++) {
+		const struct dfq_cmp_row *row = &r->rows[i];
+		const char *name =
+		    row->layer >= 0 && row->layer < m->nlayers
+		        ? mc_layer_name(m, row->layer)
+		        : (row->vi < m->g->nvalues ? m->g->values[row->vi].name : "?");
+		labels[i] = keep(&b, fmt("%s%s", name, row->quantized ? "" : " (float)"));
+		v[i] = row->sqnr_db;
+		v[n + i] = row->max_abs;
+	}
+	char mn[128];
+	model_name(s, mn, sizeof mn);
+	c->kind = CHART_CMP;
+	c->rows = n;
+	c->title = keep(&b, fmt("%s: each layer's output, fake-quantized against FP32, on %lld "
+	                        "images (top-1 %.2f%% FP32, %.2f%% quantized)",
+	                        mn, (long long)r->n, 100.0 * r->top1_fp32, 100.0 * r->top1_quant));
+	struct chart_panel *P = b.oom ? NULL
+	                              : panel_add(&b, "SQNR against FP32 (dB; higher is better)",
+	                                          "layer output (graph order)");
+	if (P)
+		hbars_from_zero(&b, P, strdup("SQNR of the output as the next layer reads it"), v,
+		                n, 0.6, 0.0, false);
+	if (P && !b.oom) {
+		row_tics(&b, P, labels, n);
+		P->zero_line = true;
+	}
+	struct chart_panel *Q = b.oom
+	                            ? NULL
+	                            : panel_add(&b, "largest |quantized - FP32| (activation units)",
+	                                        "layer output (graph order)");
+	if (Q)
+		hbars_from_zero(&b, Q, strdup("max abs error"), v + n, n, 0.6, 0.0, true);
+	if (Q && !b.oom) {
+		row_tics(&b, Q, labels, n);
+		Q->xmin = 0.0;
+	}
+	int inf = 0;
+	for (int i = 0; v && i < n; i++)
+		inf += isinf(v[i]) != 0;
+	if (inf)
+		c->note = keep(
+		    &b, fmt("%d output%s equal FP32 exactly (no bar)", inf, inf == 1 ? "" : "s"));
+	for (int i = 0; labels && i < n; i++)
+		free(labels[i]);
+	free(labels);
+	free(v);
+	return build_end(&b, why, len);
+}
+
 /* --- gnuplot commands ------------------------------------------------------------------- */
 
 struct out {
@@ -793,7 +964,8 @@ static void panel_gnuplot(struct out *o, const struct chart *c, int pi, enum cha
 	}
 	for (int si = 0; si < P->nseries; si++) {
 		const struct chart_series *s = &P->series[si];
-		const char *col = colours[(si + pi) % 5];
+		/* the panels of one series set (sensitivity, compare) keep their colours */
+		const char *col = colours[(si + (c->kind == CHART_CHANNELS ? pi : 0)) % 5];
 		if (s->n == 0)
 			continue;
 		gnuplot_quote(s->name, q, sizeof q);
@@ -926,8 +1098,8 @@ void chart_pixels(const struct chart *c, int *w, int *h)
 {
 	*w = c->npanels > 1 ? 1400 : 1000;
 	*h = 620;
-	if (c->kind == CHART_RANGES) {
-		*w = 1100;
+	if (c->rows > 0) { /* a row per tensor or layer */
+		*w = c->npanels > 1 ? 1400 : 1100;
 		*h = 180 + 20 * c->rows;
 		*h = *h < 560 ? 560 : *h > 4000 ? 4000 : *h;
 	}

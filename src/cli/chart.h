@@ -31,6 +31,8 @@ enum chart_kind {
 	CHART_RANGES,       /* activation ranges per tensor: BN, data, grid */
 	CHART_DELTAS,       /* top-1 after each step */
 	CHART_SWEEP,        /* top-1 against a swept setting (sweep.h) */
+	CHART_SENS,         /* per layer: top-1 change and logits SQNR quantized alone */
+	CHART_CMP,          /* per layer output: SQNR and max error against FP32 */
 };
 
 enum chart_style {
@@ -83,7 +85,7 @@ struct chart {
 	char *note;  /* one line under the chart (figures the bars do not show), or NULL */
 	int npanels;
 	struct chart_panel panels[CHART_MAX_PANELS];
-	int rows; /* labelled rows (ranges), for sizing; 0 otherwise */
+	int rows; /* labelled rows (ranges, sensitivity, compare), for sizing; 0 otherwise */
 };
 
 void chart_free(struct chart *c);
@@ -108,6 +110,13 @@ bool chart_deltas(struct session *s, struct chart *c, char *why, size_t len);
 /* The session's last sweep: top-1 against the swept value, the FP32 level
  * marked. */
 bool chart_sweep(struct session *s, struct chart *c, char *why, size_t len);
+/* The session's last sensitivity: per layer (a row each), the top-1 change
+ * and the logits SQNR with only its weights, only its activation, or both
+ * quantized; two panels. */
+bool chart_sensitivity(struct session *s, struct chart *c, char *why, size_t len);
+/* The session's last compare: per layer output, its SQNR and largest error
+ * against FP32; two panels. */
+bool chart_compare(struct session *s, struct chart *c, char *why, size_t len);
 
 /* What hist (the command) and `plot hist` measure. */
 struct hist_req {

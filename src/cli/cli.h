@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "dfq/dfq_analysis.h"
 #include "dfq/dfq_data.h"
 #include "dfq/dfq_error.h"
 #include "dfq/dfq_exec.h"
@@ -104,6 +105,10 @@ struct session {
 	enum { RUN_ANY = 0, RUN_STEPS, RUN_DATA } only;
 	struct gnuplot *gnuplot; /* owned: the chart co-process (gnuplot.h), NULL until a plot */
 	struct sweep_result *sweep; /* owned: the last sweep (sweep.h), for plot sweep, or NULL */
+	/* the last sensitivity and compare results on this model (owned, NULL
+	 * when none), for plot and the screen; dropped with the model */
+	struct dfq_sens_result *sens;
+	struct dfq_cmp_result *cmp;
 };
 
 #define SESSION_MAX_DEPTH 16
@@ -116,6 +121,8 @@ void session_free(struct session *s);
  * The accuracy marks go unless path is the current model's (reset). */
 dfq_status session_set_model(struct session *s, struct dfq_graph *g, const char *path,
                              struct dfq_error *err);
+/* Forget the kept sensitivity and compare results. */
+void session_drop_analysis(struct session *s);
 /* Replace the DFQ model by m (taken; same file, e.g. a folded copy). */
 void session_replace_model(struct session *s, struct dfq_model *m);
 /* A step changed the model in place. */

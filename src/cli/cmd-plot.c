@@ -10,7 +10,8 @@
 #include "gnuplot.h"
 #include "model-cmd.h"
 
-static const char *const plot_words[] = {"channels", "hist", "ranges", "deltas", "sweep", NULL};
+static const char *const plot_words[] = {"channels", "hist",        "ranges",  "deltas",
+                                         "sweep",    "sensitivity", "compare", NULL};
 
 /* The chart kind word names (a unique prefix is enough), or NULL. */
 static const char *kind_word(const char *w)
@@ -43,8 +44,8 @@ static bool build(struct cmd_ctx *ctx, const struct args *a, struct chart *c)
 	const char *kind = kind_word(a->pos[0]);
 	if (!kind)
 		return cmd_fail(ctx,
-		                "plot: '%s' is not a chart; use channels, hist, ranges, deltas or "
-		                "sweep",
+		                "plot: '%s' is not a chart; use channels, hist, ranges, deltas, "
+		                "sweep, sensitivity or compare",
 		                a->pos[0]),
 		       false;
 	bool hist = strcmp(kind, "hist") == 0;
@@ -85,6 +86,14 @@ static bool build(struct cmd_ctx *ctx, const struct args *a, struct chart *c)
 		if (!arity(ctx, a, kind, 0, 0, "deltas"))
 			return false;
 		ok = chart_deltas(s, c, why, sizeof why);
+	} else if (strcmp(kind, "sensitivity") == 0) {
+		if (!arity(ctx, a, kind, 0, 0, "sensitivity"))
+			return false;
+		ok = chart_sensitivity(s, c, why, sizeof why);
+	} else if (strcmp(kind, "compare") == 0) {
+		if (!arity(ctx, a, kind, 0, 0, "compare"))
+			return false;
+		ok = chart_compare(s, c, why, sizeof why);
 	} else {
 		if (!arity(ctx, a, kind, 0, 0, "sweep"))
 			return false;
@@ -193,7 +202,7 @@ static void print_text(struct cmd_ctx *ctx, const char *text)
 /* Rows for a chart in line mode: enough for one row per tensor. */
 static int text_height(const struct chart *c)
 {
-	if (c->kind == CHART_RANGES) {
+	if (c->rows > 0) {
 		int h = 3 * c->rows + 12;
 		return h < 30 ? 30 : h > 300 ? 300 : h;
 	}
@@ -248,7 +257,7 @@ static enum cmd_retval draw(struct cmd_ctx *ctx, const struct chart *c, const ch
 	cJSON_AddStringToObject(ctx->json, "gnuplot", why);
 	if (ctx->s->json)
 		return CMD_RETURN_NORMAL;
-	char *text = chart_text(c, cli_output_width(), c->kind == CHART_RANGES ? c->rows + 9 : 30);
+	char *text = chart_text(c, cli_output_width(), c->rows > 0 ? c->rows + 9 : 30);
 	if (!text)
 		return cmd_fail(ctx, "out of memory");
 	print_text(ctx, text);
@@ -301,7 +310,7 @@ static const struct args_sub plot_subs[] = {
 const struct cmd_entry cmd_plot_entry = {
     .name = "plot",
     .alias = NULL,
-    .usage = "plot channels LAYER|hist LAYER [weights|act]|ranges|deltas|sweep "
+    .usage = "plot channels LAYER|hist LAYER [weights|act]|ranges|deltas|sweep|sensitivity|compare "
              "[--out FILE.png|FILE.svg] [--bins N] [--range R] [--wbits N]",
     .args = {plot_flags, 1, 3, ARGS_CHOICE, plot_words, 0, plot_subs},
     .summary = "a chart: channel ranges, error histogram, activation ranges, accuracy per step",
@@ -315,6 +324,8 @@ const struct cmd_entry cmd_plot_entry = {
             "deltas: top-1 after each evaluated step, with the FP32 level.\n"
             "sweep: top-1 against the swept value of the last 'sweep', the FP32 level\n"
             "  marked.\n"
+            "sensitivity: the last 'sensitivity' per layer: top-1 change and logits SQNR.\n"
+            "compare: the last 'compare' per layer output: SQNR and max error against FP32.\n"
             "--out FILE.png or FILE.svg writes a file (through gnuplot); without it the\n"
             "chart opens in a gnuplot window when there is a display, else gnuplot draws it\n"
             "as text.  Without gnuplot (or when it fails, or takes more than\n"

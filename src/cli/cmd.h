@@ -157,6 +157,8 @@ extern const struct cmd_entry cmd_biascorr_entry;
 extern const struct cmd_entry cmd_error_entry;
 extern const struct cmd_entry cmd_hist_entry;
 extern const struct cmd_entry cmd_plot_entry;
+extern const struct cmd_entry cmd_sensitivity_entry;
+extern const struct cmd_entry cmd_compare_entry;
 extern const struct cmd_entry cmd_reset_entry;
 extern const struct cmd_entry cmd_steps_entry;
 extern const struct cmd_entry cmd_undo_entry;

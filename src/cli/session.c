@@ -79,8 +79,19 @@ static void session_drop_exec(struct session *s)
 	s->exec = NULL;
 }
 
+void session_drop_analysis(struct session *s)
+{
+	dfq_sens_result_free(s->sens);
+	free(s->sens);
+	s->sens = NULL;
+	dfq_cmp_result_free(s->cmp);
+	free(s->cmp);
+	s->cmp = NULL;
+}
+
 void session_free(struct session *s)
 {
+	session_drop_analysis(s);
 	gnuplot_close(s->gnuplot); /* kills and reaps it: no gnuplot outlives dfq */
 	session_drop_exec(s);
 	dfq_model_free(s->model);
@@ -165,6 +176,7 @@ dfq_status session_set_model(struct session *s, struct dfq_graph *g, const char 
 	s->steps_unsaved = false;
 	/* The executor borrows the old graph: it must go first. */
 	session_drop_exec(s);
+	session_drop_analysis(s);
 	dfq_model_free(s->model);
 	free(s->model_path);
 	s->model = m;
@@ -179,6 +191,7 @@ dfq_status session_set_model(struct session *s, struct dfq_graph *g, const char 
 void session_replace_model(struct session *s, struct dfq_model *m)
 {
 	session_drop_exec(s);
+	session_drop_analysis(s);
 	dfq_model_free(s->model);
 	s->model = m;
 	s->graph = m->g;

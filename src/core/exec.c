@@ -27,6 +27,10 @@ struct dfq_exec {
 	struct dfq_qparams *quants;
 	bool *quant_on;
 	int nquants;
+	/* Per-value given tensors (dfq_exec_set_given), borrowed; NULL until
+	 * the first one.  ngiven_on counts the set ones. */
+	const struct dfq_tensor **given;
+	int ngiven, ngiven_on;
 	/* The fused fast path (optimize.c): built on the first fast run without a
 	 * hook, owned.  A hook needs every node's output, so it runs node by node. */
 	struct dfq_plan *plan;
@@ -43,6 +47,7 @@ struct run {
 	bool *owned;
 	int *refs;  /* reads still to come */
 	bool *keep; /* graph outputs: never freed early */
+	bool *skip; /* per node: not run (incremental runs), or NULL */
 	const struct dfq_tensor **in;
 	const struct dfq_shape **in_shape;
 	struct dfq_shape *in_shapes;
@@ -97,6 +102,7 @@ void dfq_exec_free(struct dfq_exec *ex)
 	free(ex->overrides);
 	free(ex->quants);
 	free(ex->quant_on);
+	free(ex->given);
 	free(ex);
 }
 
@@ -192,6 +198,44 @@ void dfq_exec_clear_quants(struct dfq_exec *ex)
 		memset(ex->quant_on, 0, (size_t)ex->nquants * sizeof *ex->quant_on);
 }
 
+dfq_status dfq_exec_set_given(struct dfq_exec *ex, int vi, const struct dfq_tensor *t,
+			      struct dfq_error *err)
+{
+	const struct dfq_graph *g = ex->g;
+	if (vi < 0 || vi >= g->nvalues)
+		return dfq_error_set(err, DFQ_ERR_ARG, "no value %d to give", vi);
+	const struct dfq_value *v = &g->values[vi];
+	bool input = false;
+	for (int i = 0; i < g->ninputs; i++)
+		input = input || g->inputs[i] == vi;
+	if (v->init || input)
+		return dfq_error_set(err, DFQ_ERR_ARG,
+				     "only values computed by a node can be given ('%s' is %s)",
+				     v->name, input ? "a graph input" : "a constant");
+	if (t && t->dtype != DFQ_DTYPE_F32)
+		return dfq_error_set(err, DFQ_ERR_ARG, "the value given for '%s' is not float32",
+				     v->name);
+	if (ex->ngiven < g->nvalues) {
+		const struct dfq_tensor **t2 =
+		    realloc(ex->given, (size_t)g->nvalues * sizeof *ex->given);
+		if (!t2)
+			return dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory");
+		memset(t2 + ex->ngiven, 0, (size_t)(g->nvalues - ex->ngiven) * sizeof *t2);
+		ex->given = t2;
+		ex->ngiven = g->nvalues;
+	}
+	ex->ngiven_on += (t != NULL) - (ex->given[vi] != NULL);
+	ex->given[vi] = t;
+	return DFQ_OK;
+}
+
+void dfq_exec_clear_given(struct dfq_exec *ex)
+{
+	if (ex->given)
+		memset(ex->given, 0, (size_t)ex->ngiven * sizeof *ex->given);
+	ex->ngiven_on = 0;
+}
+
 void dfq_exec_set_profile(struct dfq_exec *ex, bool on)
 {
 	ex->profile = on;
@@ -256,6 +300,8 @@ static dfq_status run_plan(struct dfq_exec *ex, struct dfq_tensor *const *inputs
 	    .quants = ex->quants,
 	    .quant_on = ex->quant_on,
 	    .nquants = ex->nquants,
+	    .given = ex->ngiven_on > 0 ? ex->given : NULL,
+	    .ngiven = ex->ngiven,
 	    .profile = ex->profile,
 	};
 	bool fallback = false;
@@ -287,6 +333,7 @@ static void run_free(struct run *r, int nvalues)
 	free(r->owned);
 	free(r->refs);
 	free(r->keep);
+	free(r->skip);
 	free(r->in);
 	free(r->in_shape);
 	free(r->in_shapes);
@@ -328,6 +375,46 @@ static dfq_status run_alloc(struct run *r, const struct dfq_graph *g, struct dfq
 	}
 	for (int i = 0; i < g->noutputs; i++)
 		r->keep[g->outputs[i]] = true;
+	return DFQ_OK;
+}
+
+/* An incremental run (given values): run only the nodes a graph output
+ * needs that compute something not given, walking back from the outputs;
+ * reads are counted again from the nodes that run. */
+static dfq_status run_incremental(const struct dfq_exec *ex, struct run *r, struct dfq_error *err)
+{
+	const struct dfq_graph *g = ex->g;
+	bool *need = calloc((size_t)g->nvalues + 1, sizeof *need);
+	r->skip = calloc((size_t)g->nnodes + 1, sizeof *r->skip);
+	if (!need || !r->skip) {
+		free(need);
+		return dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory starting a run");
+	}
+	for (int i = 0; i < g->noutputs; i++)
+		need[g->outputs[i]] = true;
+	for (int ni = g->nnodes - 1; ni >= 0; ni--) {
+		const struct dfq_node *n = &g->nodes[ni];
+		bool run = false;
+		for (int o = 0; o < n->noutputs; o++) {
+			int vi = n->outputs[o];
+			run = run || (vi >= 0 && need[vi] && !(vi < ex->ngiven && ex->given[vi]));
+		}
+		r->skip[ni] = !run;
+		for (int i = 0; run && i < n->ninputs; i++)
+			if (n->inputs[i] >= 0)
+				need[n->inputs[i]] = true;
+	}
+	free(need);
+	memset(r->refs, 0, ((size_t)g->nvalues + 1) * sizeof *r->refs);
+	for (int ni = 0; ni < g->nnodes; ni++) {
+		const struct dfq_node *n = &g->nodes[ni];
+		for (int i = 0; !r->skip[ni] && i < n->ninputs; i++)
+			if (n->inputs[i] >= 0)
+				r->refs[n->inputs[i]]++;
+	}
+	for (int vi = 0; vi < ex->ngiven && vi < g->nvalues; vi++)
+		if (ex->given[vi])
+			r->vals[vi] = (struct dfq_tensor *)ex->given[vi]; /* borrowed, only read */
 	return DFQ_OK;
 }
 
@@ -493,7 +580,11 @@ dfq_status dfq_exec_run(struct dfq_exec *ex, struct dfq_tensor *const *inputs,
 	st = run_alloc(&r, g, err);
 	for (int i = 0; i < g->ninputs && st == DFQ_OK; i++)
 		r.vals[g->inputs[i]] = inputs[i]; /* borrowed: owned stays false */
+	if (st == DFQ_OK && ex->ngiven_on > 0)
+		st = run_incremental(ex, &r, err);
 	for (int ni = 0; ni < g->nnodes && st == DFQ_OK; ni++) {
+		if (r.skip && r.skip[ni])
+			continue;
 		double t0 = ex->node_prof ? now() : 0.0;
 		st = run_node(ex, &r, &g->nodes[ni], err);
 		if (ex->node_prof) {

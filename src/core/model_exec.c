@@ -10,6 +10,7 @@ void model_exec_reset(struct dfq_exec *ex)
 	dfq_exec_set_hook(ex, NULL, NULL);
 	dfq_exec_clear_overrides(ex);
 	dfq_exec_clear_quants(ex);
+	dfq_exec_clear_given(ex);
 }
 
 struct model_hook_ctx *model_hook_ctx_for(struct dfq_model *m, struct dfq_exec *ex,

@@ -13,7 +13,8 @@
  *           with, and what a change of it makes obsolete), model_exec.c (preparing
  *           executors), model_grids.c (activation grids), model_targets.c,
  *           model_pairs.c, model_cow.c (copy-on-write of the model's parts),
- *           model_hist.c (quantization error histograms)
+ *           model_hist.c (quantization error histograms), model_analysis.c
+ *           (per-layer sensitivity, comparison against FP32)
  *   base    model_base.c (layer buffers and accessors), model_stats.c (data-free
  *           propagation of BN statistics), model_report.c, model_names.c, rc.c
  *
@@ -223,7 +224,7 @@ struct model_hook_ctx *model_hook_ctx_for(struct dfq_model *m, struct dfq_exec *
  * (fake quantization is the executor's, set by dfq_model_exec_prepare). */
 dfq_status model_hook(void *user, const struct dfq_graph *g, int vi, struct dfq_tensor *t,
                       struct dfq_error *err);
-/* Leave ex with no hook and no overrides. */
+/* Leave ex with no hook, no overrides, no quantization and no given values. */
 void model_exec_reset(struct dfq_exec *ex);
 /* Free the hook contexts. */
 void model_exec_free_ctxs(struct dfq_model *m);
@@ -307,6 +308,8 @@ void model_history_free(struct model_history *h);
 /* --- model_settings.c: range source, n-std, input ranges (public API only) -- */
 
 /* --- model_hist.c: quantization error histograms (public API only) ------- */
+
+/* --- model_analysis.c: sensitivity and compare (public API only, dfq_analysis.h) */
 
 /* --- model_step.c: the frame a step runs in -------------------------------- */
 

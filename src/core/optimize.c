@@ -55,8 +55,9 @@ struct chain {
 
 struct step {
 	enum step_kind kind;
-	int node; /* NODE: the node; CONV: the Conv */
-	int pos;  /* the node index it runs at */
+	int node;  /* NODE: the node; CONV: the Conv */
+	int pos;   /* the node index it runs at */
+	bool skip; /* not run: what it computes is given or not needed */
 	struct chain ch;
 	/* CONV, depthwise: the next step is a Conv chain that alone reads this
 	 * one's output; they run together (fused_dw_pw_run) when the kernels can
@@ -105,6 +106,7 @@ struct dfq_plan {
 	int *nreaders;      /* per value: node inputs reading it */
 	int *reader;        /* per value: the last node reading it */
 	bool *used;         /* per node: taken into a chain */
+	bool *need;         /* per value: scratch for the steps a run with given values needs */
 	struct rval *vals;  /* per value: its data during a run */
 	int *refs;          /* per value: reads still to come */
 	int cap_values, cap_nodes;
@@ -374,6 +376,59 @@ static void count_step_reads(const struct dfq_graph *g, const struct step *s, in
 			refs[n->inputs[i]]++;
 }
 
+static const struct dfq_tensor *given_of(const struct dfq_plan_env *env, int vi)
+{
+	return env->given && vi < env->ngiven ? env->given[vi] : NULL;
+}
+
+/* Mark each computed value step s reads. */
+static void step_reads(const struct dfq_graph *g, const struct step *s, bool *mark)
+{
+	if (s->kind == STEP_CONV) {
+		mark[s->ch.x_vi] = true;
+		if (s->ch.res_vi >= 0)
+			mark[s->ch.res_vi] = true;
+		return;
+	}
+	const struct dfq_node *n = &g->nodes[s->node];
+	for (int i = 0; i < n->ninputs; i++)
+		if (n->inputs[i] >= 0 && !is_const(g, n->inputs[i]))
+			mark[n->inputs[i]] = true;
+}
+
+/* With given values: skip every step whose results are all given or not
+ * needed by a graph output, walking back from the outputs. */
+static void plan_skips(struct dfq_plan *p, const struct dfq_plan_env *env)
+{
+	const struct dfq_graph *g = p->g;
+	bool any = false;
+	for (int vi = 0; env->given && vi < env->ngiven && !any; vi++)
+		any = env->given[vi] != NULL;
+	for (int i = 0; i < p->nsteps; i++)
+		p->steps[i].skip = false;
+	if (!any)
+		return;
+	memset(p->need, 0, ((size_t)g->nvalues + 1) * sizeof *p->need);
+	for (int i = 0; i < g->noutputs; i++)
+		p->need[g->outputs[i]] = true;
+	for (int i = p->nsteps - 1; i >= 0; i--) {
+		struct step *s = &p->steps[i];
+		bool run = false;
+		if (s->kind == STEP_CONV) {
+			run = p->need[s->ch.out_vi] && !given_of(env, s->ch.out_vi);
+		} else {
+			const struct dfq_node *n = &g->nodes[s->node];
+			for (int o = 0; o < n->noutputs; o++) {
+				int vi = n->outputs[o];
+				run = run || (vi >= 0 && p->need[vi] && !given_of(env, vi));
+			}
+		}
+		s->skip = !run;
+		if (run)
+			step_reads(g, s, p->need);
+	}
+}
+
 /* Make the per-value and per-node arrays fit the graph as it is now. */
 static dfq_status plan_fit(struct dfq_plan *p, struct dfq_error *err)
 {
@@ -386,6 +441,8 @@ static dfq_status plan_fit(struct dfq_plan *p, struct dfq_error *err)
 		free(p->reader);
 		free(p->vals);
 		free(p->refs);
+		free(p->need);
+		p->need = malloc(nv * sizeof *p->need);
 		p->refs0 = malloc(nv * sizeof *p->refs0);
 		p->keep = malloc(nv * sizeof *p->keep);
 		p->nreaders = malloc(nv * sizeof *p->nreaders);
@@ -393,7 +450,8 @@ static dfq_status plan_fit(struct dfq_plan *p, struct dfq_error *err)
 		p->vals = malloc(nv * sizeof *p->vals);
 		p->refs = malloc(nv * sizeof *p->refs);
 		p->cap_values = 0;
-		if (!p->refs0 || !p->keep || !p->nreaders || !p->reader || !p->vals || !p->refs)
+		if (!p->refs0 || !p->keep || !p->nreaders || !p->reader || !p->vals || !p->refs ||
+		    !p->need)
 			return dfq_error_set(err, DFQ_ERR_NOMEM,
 			                     "out of memory planning the graph");
 		p->cap_values = (int)nv;
@@ -483,17 +541,19 @@ static dfq_status plan_build(struct dfq_plan *p, const struct dfq_plan_env *env,
 	}
 	/* a chain runs at its last node: by then every one of its inputs exists */
 	qsort(p->steps, (size_t)p->nsteps, sizeof *p->steps, step_cmp);
+	plan_skips(p, env);
 	for (int i = 0; i < p->nsteps; i++)
-		count_step_reads(g, &p->steps[i], p->refs0);
+		if (!p->steps[i].skip)
+			count_step_reads(g, &p->steps[i], p->refs0);
 	/* a depthwise chain whose output only the next step, a Conv chain, reads
 	 * as its input (MobileNetV2's depthwise conv and 1x1 projection) */
 	for (int i = 0; i + 1 < p->nsteps; i++) {
 		struct step *s = &p->steps[i];
 		const struct step *t = &p->steps[i + 1];
 		int out = s->ch.out_vi;
-		s->pair_next = s->kind == STEP_CONV && s->ch.depthwise && s->ch.res_vi < 0 &&
-		               t->kind == STEP_CONV && !t->ch.depthwise && t->ch.x_vi == out &&
-		               p->refs0[out] == 1 && !p->keep[out];
+		s->pair_next = !s->skip && !t->skip && s->kind == STEP_CONV && s->ch.depthwise &&
+		               s->ch.res_vi < 0 && t->kind == STEP_CONV && !t->ch.depthwise &&
+		               t->ch.x_vi == out && p->refs0[out] == 1 && !p->keep[out];
 	}
 	return DFQ_OK;
 }
@@ -525,6 +585,7 @@ void dfq_plan_free(struct dfq_plan *p)
 	free(p->steps);
 	free(p->used);
 	free(p->refs0);
+	free(p->need);
 	free(p->keep);
 	free(p->nreaders);
 	free(p->reader);
@@ -1240,6 +1301,21 @@ static void run_reset(struct dfq_plan *p)
 		p->vals[vi] = (struct rval){.buf = -1};
 }
 
+/* v borrows t (a fed input or a given value): the struct is copied (a view
+ * of the sub-batch [first, first + count) when count >= 0), the data is not. */
+static void borrow(struct rval *v, const struct dfq_tensor *t, int64_t first, int64_t count)
+{
+	v->t = *t;
+	if (count >= 0 && t->ndim > 0 && t->dims[0] > 0 && count != t->dims[0]) {
+		int64_t per = t->numel / t->dims[0];
+		v->t.dims[0] = count;
+		v->t.numel = per * count;
+		v->t.data = (char *)t->data + (size_t)(first * per) * dfq_dtype_size(t->dtype);
+	}
+	v->buf = -1;
+	v->live = true;
+}
+
 /* Run the steps on images [first, first + count) of the inputs. */
 static dfq_status run_steps(struct dfq_plan *p, const struct dfq_plan_env *env,
                             struct dfq_tensor *const *inputs, int64_t first, int64_t count,
@@ -1248,23 +1324,16 @@ static dfq_status run_steps(struct dfq_plan *p, const struct dfq_plan_env *env,
 	const struct dfq_graph *g = p->g;
 	run_reset(p);
 	memcpy(p->refs, p->refs0, ((size_t)g->nvalues + 1) * sizeof *p->refs);
-	for (int i = 0; i < g->ninputs; i++) {
-		/* borrowed: the struct is copied (a view of the sub-batch), the data is not */
-		struct rval *v = &p->vals[g->inputs[i]];
-		const struct dfq_tensor *t = inputs[i];
-		v->t = *t;
-		if (count >= 0 && count != t->dims[0]) {
-			int64_t per = t->numel / t->dims[0];
-			v->t.dims[0] = count;
-			v->t.numel = per * count;
-			v->t.data =
-			    (char *)t->data + (size_t)(first * per) * dfq_dtype_size(t->dtype);
-		}
-		v->live = true;
-	}
+	for (int i = 0; i < g->ninputs; i++)
+		borrow(&p->vals[g->inputs[i]], inputs[i], first, count);
+	for (int vi = 0; env->given && vi < env->ngiven && vi < g->nvalues; vi++)
+		if (env->given[vi])
+			borrow(&p->vals[vi], env->given[vi], first, count);
 	dfq_status st = DFQ_OK;
 	for (int i = 0; i < p->nsteps && st == DFQ_OK && !*fallback; i++) {
 		const struct step *s = &p->steps[i];
+		if (s->skip)
+			continue;
 		double t0 = env->profile ? now() : 0.0;
 		/* not when profiling, which times the steps one by one */
 		if (s->kind == STEP_CONV && s->pair_next && !env->profile) {
@@ -1398,15 +1467,20 @@ dfq_status dfq_plan_run(struct dfq_plan *p, const struct dfq_plan_env *env,
 	for (int i = 0; i < g->ninputs; i++)
 		if (inputs[i]->ndim < 1 || inputs[i]->dims[0] != total)
 			same_batch = false;
+	/* given values are split into parts as the inputs are */
+	for (int vi = 0; env->given && vi < env->ngiven && vi < g->nvalues; vi++) {
+		const struct dfq_tensor *t = env->given[vi];
+		if (t && (t->ndim < 1 || t->dims[0] != total))
+			same_batch = false;
+	}
 	if (nthreads > 1 && !env->profile && total >= 2 * nthreads && same_batch &&
 	    batch_separable(g)) {
 		st = run_parallel(p, env, inputs, outputs, total, nthreads, fallback, err);
 		parts = 0;
 	} else if (total > SUB_BATCH && batch_separable(g)) {
 		parts = (total + SUB_BATCH - 1) / SUB_BATCH;
-		for (int i = 0; i < g->ninputs; i++)
-			if (inputs[i]->ndim < 1 || inputs[i]->dims[0] != total)
-				parts = 1;
+		if (!same_batch)
+			parts = 1;
 	}
 	if (parts == 1)
 		total = -1; /* one run of whatever the inputs hold */

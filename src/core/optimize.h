@@ -52,6 +52,10 @@ struct dfq_plan_env {
 	const struct dfq_qparams *quants; /* per value, used where quant_on (dfq_exec_set_quant) */
 	const bool *quant_on;
 	int nquants;
+	/* per value, may be NULL: values the run takes as they are instead of
+	 * computing them (dfq_exec_set_given); borrowed, never written */
+	const struct dfq_tensor *const *given;
+	int ngiven;
 	bool profile;
 };
 

@@ -1,6 +1,7 @@
 /* pane_layers.c - the layer table: index, name, op, weight shape, bits, weight-range spread, the
- * activation range in use, SQNR of the quantized weights, the steps that touched it.  The
- * selected row drives the other panes. */
+ * activation range in use, SQNR of the quantized weights, the steps that touched it, and the last
+ * sensitivity and compare results when there are some.  The selected row drives the other
+ * panes. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -40,6 +41,32 @@ enum col {
 	COL_SHAPE
 };
 
+/* The analysis columns, when a result exists: "sens" = top-1 change (points)
+ * with the layer alone quantized (sensitivity, both), "cmp" = SQNR dB of its
+ * output in the quantized model against FP32 (compare). */
+static int analysis_text(const struct session *s, int li, int w, int n, char *buf, size_t len)
+{
+	const struct dfq_sens_result *sr = s->sens;
+	if (sr && w - n >= 7) {
+		char v[16] = "-";
+		if (li < sr->nrows && !isnan(sr->rows[li].top1[DFQ_SENS_BOTH]))
+			snprintf(v, sizeof v, "%+.1f",
+			         100.0 * (sr->rows[li].top1[DFQ_SENS_BOTH] - sr->top1_fp32));
+		n += snprintf(buf + n, len - (size_t)n, " %6s", v);
+	}
+	const struct dfq_cmp_result *cr = s->cmp;
+	if (cr && w - n >= 6) {
+		char v[16] = "-";
+		for (int i = 0; i < cr->nrows; i++)
+			if (cr->rows[i].layer == li) {
+				double d = cr->rows[i].sqnr_db;
+				snprintf(v, sizeof v, isinf(d) ? "inf" : "%.1f", d);
+			}
+		n += snprintf(buf + n, len - (size_t)n, " %5s", v);
+	}
+	return n;
+}
+
 static void row_text(struct tui *t, int li, int w, char *buf, size_t len)
 {
 	const struct dfq_model *m = t->s->model;
@@ -74,6 +101,7 @@ static void row_text(struct tui *t, int li, int w, char *buf, size_t len)
 		snprintf(nm, sizeof nm, "%s", name);
 	int n =
 	    snprintf(buf, len, "%3d %-*s %5s %7s %5s %-7s", li, nw, nm, bits, spread, sqnr, marks);
+	n = analysis_text(t->s, li, w, n, buf, len);
 	if (w - n >= 17)
 		n += snprintf(buf + n, len - (size_t)n, " %-16s", act);
 	if (w - n >= 8)
@@ -82,11 +110,15 @@ static void row_text(struct tui *t, int li, int w, char *buf, size_t len)
 		snprintf(buf + n, len - (size_t)n, " %s", shape);
 }
 
-static void header_text(int w, char *buf, size_t len)
+static void header_text(const struct session *s, int w, char *buf, size_t len)
 {
 	int nw = w >= 100 ? 24 : w >= 60 ? 20 : w >= 50 ? 18 : 16;
 	int n = snprintf(buf, len, "%3s %-*s %5s %7s %5s %-7s", "#", nw, "name", "bits", "spread",
 	                 "SQNR", "steps");
+	if (s->sens && w - n >= 7)
+		n += snprintf(buf + n, len - (size_t)n, " %6s", "sens");
+	if (s->cmp && w - n >= 6)
+		n += snprintf(buf + n, len - (size_t)n, " %5s", "cmp");
 	if (w - n >= 17)
 		n += snprintf(buf + n, len - (size_t)n, " %-16s", "act range");
 	if (w - n >= 8)
@@ -105,7 +137,7 @@ static void layers_draw(struct pane *p, struct tui *t)
 		return;
 	}
 	char buf[512];
-	header_text(inner, buf, sizeof buf);
+	header_text(t->s, inner, buf, sizeof buf);
 	draw_text(w, 1, 1, inner, A_BOLD, true, buf);
 	if (t->sel < p->scroll)
 		p->scroll = t->sel;

@@ -1,0 +1,1 @@
+--json --scalar -c 'data npy:data/dfqnet_x.npy,data/dfqnet_y.npy; quantize all --wbits 4; compare --n 64' data/dfqnet.onnx

@@ -1,0 +1,1 @@
+--scalar -q -c 'data npy:data/dfqnet_x.npy,data/dfqnet_y.npy; quantize all --wbits 4; compare --n 100; dequantize 1; compare --n 100' data/dfqnet.onnx

@@ -1,0 +1,1 @@
+--json --scalar -c 'data npy:data/dfqnet_x.npy,data/dfqnet_y.npy; layers; set wbits 4; sensitivity --n 64; layers; steps' data/dfqnet.onnx

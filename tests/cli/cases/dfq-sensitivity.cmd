@@ -1,0 +1,1 @@
+--scalar -q -c 'data npy:data/dfqnet_x.npy,data/dfqnet_y.npy; relu6-to-relu; equalize; sensitivity --n 100 --wbits 4; sensitivity --n 100 --wbits 6 --abits 0' data/dfqnet.onnx
