@@ -714,7 +714,14 @@ bool chart_sensitivity(struct session *s, struct chart *c, char *why, size_t len
 		                k == DFQ_SENS_BOTH);
 	if (Q && !b.oom) {
 		row_tics(&b, Q, labels, n);
-		Q->xmin = 0.0;
+		/* from 0, unless a layer made the logits noisier than their signal (SQNR < 0) */
+		bool below = false;
+		for (int i = 3 * n; v && i < 6 * n; i++)
+			below |= isfinite(v[i]) && v[i] < 0.0;
+		if (below)
+			Q->zero_line = true;
+		else
+			Q->xmin = 0.0;
 	}
 	c->note =
 	    keep(&b, strdup("bars left of 0 lost accuracy; a missing bar was not measured (no "
@@ -907,10 +914,11 @@ static void panel_gnuplot(struct out *o, const struct chart *c, int pi, enum cha
 	}
 	range_cmd(o, "x", P->xmin, P->xmax);
 	range_cmd(o, "y", P->ymin, P->ymax);
+	/* zero of the values: y = 0, or x = 0 where bars run sideways (rows are y) */
+	bool sideways = P->nseries > 0 && P->series[0].style == CHART_HBARS;
+	put(o, "unset xzeroaxis\nunset yzeroaxis\n");
 	if (P->zero_line)
-		put(o, "set xzeroaxis lt -1\n");
-	else
-		put(o, "unset xzeroaxis\n");
+		put(o, "set %czeroaxis lt -1\n", sideways ? 'y' : 'x');
 	for (int i = 0; i < P->nxtics; i++) {
 		char t[256];
 		tic_text(P->xtics[i].label, text, t, sizeof t);

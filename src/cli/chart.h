@@ -74,7 +74,7 @@ struct chart_panel {
 	struct chart_mark *marks;
 	int nxtics, nytics; /* labelled tics (0: numbers) */
 	struct chart_tic *xtics, *ytics;
-	bool zero_line; /* draw y = 0 */
+	bool zero_line; /* draw the values' zero: y = 0 (x = 0 for HBARS panels) */
 };
 
 #define CHART_MAX_PANELS 2
