@@ -14,6 +14,7 @@ const struct cmd_entry *const cmd_table[] = {
     &cmd_clip_entry,       &cmd_equalize_entry, &cmd_absorb_entry,   &cmd_quantize_entry,
     &cmd_dequantize_entry, &cmd_measure_entry,  &cmd_biascorr_entry, &cmd_error_entry,
     &cmd_hist_entry,       &cmd_plot_entry,
+    &cmd_export_entry,     &cmd_export_enc_entry,
     &cmd_steps_entry,      &cmd_undo_entry,     &cmd_redo_entry,     &cmd_reset_entry,
     &cmd_save_entry,       &cmd_session_entry,  &cmd_set_entry,      &cmd_show_entry,
     &cmd_source_entry,     &cmd_echo_entry,     &cmd_help_entry,     &cmd_quit_entry,
