@@ -9,7 +9,7 @@
 //       runs MODEL on the same images and compares with dfq's logits DIR/NAME-y0.npy, ...:
 //       KIND fp32: max |logit diff| <= 1e-4 max |logit|;
 //       KIND qdq:  top-1 within 0.3 points of dfq's; the logits on the output's grid (its
-//                  scale in ENCODINGS.json, from dfq's export-encodings): at least 99.9% of
+//                  scale in ENCODINGS.json, from dfq's export-encodings): at least 99.5% of
 //                  them within one step of dfq's, none more than 4 steps away.  Float
 //                  rounding alone moves some: dfq's own fast and scalar kernels put 4.9% of
 //                  the W8A8 logits on another code, at most 2 steps away.  Also checks the
@@ -179,7 +179,7 @@ async function check(args) {
 		if (!step) {
 			report(false, `the output '${sess.outputNames[0]}' has no grid in ${encFile}`);
 		} else {
-			report(beyond <= 0.001 * n * k, `${beyond} of ${n * k} logits more than one output step (${step.toPrecision(4)}) from dfq's: <= 0.1%`);
+			report(beyond <= 0.005 * n * k, `${beyond} of ${n * k} logits more than one output step (${step.toPrecision(4)}) from dfq's: <= 0.5%`);
 			report(maxDiff <= 4 * step, `max |logit diff| ${(maxDiff / step).toFixed(2)} output steps <= 4`);
 		}
 		report(encodingsOk(enc, Number(gridsArg)), `${encFile}: ${Object.keys(enc.activation_encodings || {}).length} activation and ` +
