@@ -60,14 +60,27 @@ static void print_one(struct cmd_ctx *ctx, const struct cmd_entry *e)
 	}
 }
 
+/* "name, alias, ..." as help lists it (into buf); its length. */
+static int help_names(const struct cmd_entry *e, char *buf, size_t len)
+{
+	char list[64];
+	return snprintf(buf, len, "%s%s%s", e->name, e->alias ? ", " : "",
+	                cmd_alias_list(e, list, sizeof list));
+}
+
 static enum cmd_retval help_all(struct cmd_ctx *ctx, cJSON *arr)
 {
+	/* the summaries line up after the longest names */
+	int w = 0;
+	char names[80];
+	for (int i = 0; cmd_table[i]; i++) {
+		int n = help_names(cmd_table[i], names, sizeof names);
+		w = n > w ? n : w;
+	}
 	for (int i = 0; cmd_table[i]; i++) {
 		const struct cmd_entry *e = cmd_table[i];
-		char names[80], list[64];
-		snprintf(names, sizeof names, "%s%s%s", e->name, e->alias ? ", " : "",
-		         cmd_alias_list(e, list, sizeof list));
-		cmd_result(ctx, "  %-13s %s", names, e->summary);
+		help_names(e, names, sizeof names);
+		cmd_result(ctx, "  %-*s %s", w, names, e->summary);
 		add_json_entry(arr, e);
 	}
 	cmd_result(ctx, "'help COMMAND' shows its usage.  Commands may be shortened to a unique");

@@ -16,6 +16,7 @@ const struct cmd_entry *const cmd_table[] = {
     &cmd_hist_entry,       &cmd_plot_entry,
     &cmd_float_entry,      &cmd_bits_entry,     &cmd_sweep_entry,
     &cmd_sensitivity_entry, &cmd_compare_entry,
+    &cmd_export_entry,     &cmd_export_enc_entry,
     &cmd_steps_entry,      &cmd_undo_entry,     &cmd_redo_entry,     &cmd_reset_entry,
     &cmd_save_entry,       &cmd_session_entry,  &cmd_set_entry,      &cmd_show_entry,
     &cmd_source_entry,     &cmd_echo_entry,     &cmd_help_entry,     &cmd_quit_entry,

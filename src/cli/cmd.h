@@ -164,6 +164,8 @@ extern const struct cmd_entry cmd_steps_entry;
 extern const struct cmd_entry cmd_undo_entry;
 extern const struct cmd_entry cmd_redo_entry;
 extern const struct cmd_entry cmd_save_entry;
+extern const struct cmd_entry cmd_export_entry;
+extern const struct cmd_entry cmd_export_enc_entry;
 extern const struct cmd_entry cmd_session_entry;
 extern const struct cmd_entry cmd_echo_entry;
 extern const struct cmd_entry cmd_help_entry;

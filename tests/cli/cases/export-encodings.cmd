@@ -1,0 +1,1 @@
+--no-tui -v -x export-encodings.dfq

@@ -1,0 +1,1 @@
+--no-tui -x export-errors.dfq

@@ -1,0 +1,1 @@
+-c 'set errexit off; export m.onnx; export m.onnx --qdq; export-encodings e.json'

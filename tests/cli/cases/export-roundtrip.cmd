@@ -1,0 +1,1 @@
+--no-tui --scalar -x export-roundtrip.dfq
