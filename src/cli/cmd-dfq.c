@@ -216,6 +216,16 @@ const struct cmd_entry cmd_equalize_entry = {
     .summary = "cross-layer equalization of consecutive layer pairs (paper sec. 4.1)",
     .exec = cmd_equalize_exec,
     .flags = CMD_NEEDS_MODEL | CMD_TARGET_ALL | CMD_STEP,
+    .help = "s_i = sqrt(r1_i r2_i) / r2_i for each channel i between two layers, where r_i is\n"
+            "\"the quantization range of channel i\" (paper eq. 11).\n"
+            "  --range sym     r_i = 2 max |W_i| (the paper's, for symmetric quantization)\n"
+            "  --range minmax  r_i = max W_i - min W_i\n"
+            "  --chains stop-linear  a layer with no activation ends the chain\n"
+            "  --chains through      it is paired with the layer it feeds (the paper pairs\n"
+            "                        layers \"without input or output splits in between\")\n"
+            "  --rounds N, --tol X   iterate \"until convergence\": until the mean |dW| of a\n"
+            "                        round is below X (2e-7), at most N rounds (20)\n"
+            "Defaults: the eq-range (sym) and eq-chains (stop-linear) settings.",
 };
 
 /* --- absorb ---------------------------------------------------------------------- */

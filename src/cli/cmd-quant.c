@@ -529,6 +529,8 @@ static enum cmd_retval biascorr_empirical(struct cmd_ctx *ctx, struct dfq_model 
  * than half of the measured shift (or the shift and the prediction point
  * apart). */
 #define CHECK_WRONG_RESID 0.5
+/* What is left is small next to the output's spread (rms of gamma). */
+#define CHECK_SMALL_SD 0.01
 
 /* The k channels with the largest |pred - meas| into idx (k <= 3). */
 static int check_worst(const struct dfq_bccheck_layer *e, int64_t *idx, int k)
@@ -610,7 +612,7 @@ static void check_print(struct cmd_ctx *ctx, const struct dfq_bccheck *c)
 	char a[24], b[24], f[24];
 	char wrong[512];
 	size_t used = 0;
-	int nchecked = 0, nwrong = 0, nex = 0;
+	int nchecked = 0, nwrong = 0, nex = 0, nsmall = 0;
 	wrong[0] = '\0';
 	cmd_result(ctx, "  %-*s  %6s  %7s  %6s  %7s  %6s  %7s  %s", w, "layer", "corr", "|p|/|m|",
 	           "left", "left/sd", "E[x]r", "E[x]|r|",
@@ -644,6 +646,7 @@ static void check_print(struct cmd_ctx *ctx, const struct dfq_bccheck *c)
 			nwrong++;
 			/* E[x] is to blame when the measured E[x] would have predicted well */
 			nex += e->corr_mx > 0.9 && !(e->corr > 0.9);
+			nsmall += e->left_sd < CHECK_SMALL_SD;
 			if (used < sizeof wrong)
 				used += (size_t)snprintf(wrong + used, sizeof wrong - used, "%s%s",
 				                         nwrong > 1 ? ", " : "",
@@ -658,8 +661,9 @@ static void check_print(struct cmd_ctx *ctx, const struct dfq_bccheck *c)
 	if (nwrong)
 		cmd_print(ctx,
 		          "  of these, %d would be predicted well from the measured E[x] (the BN "
-		          "statistics no longer describe the input)",
-		          nex);
+		          "statistics no longer describe the input), and in %d what is left is "
+		          "below %g of the output's spread",
+		          nex, nsmall, CHECK_SMALL_SD);
 	cmd_print(ctx, "  corr: of predicted and measured shift over channels; |p|/|m|: ratio of "
 	               "their norms; left: |measured - predicted| / |measured|; left/sd: its rms "
 	               "against the output's BN spread; E[x]r, E[x]|r|: corr and norm ratio for "
@@ -737,6 +741,11 @@ const struct cmd_entry cmd_biascorr_entry = {
     .summary = "bias correction: analytic from BN statistics, or empirical from data",
     .exec = cmd_biascorr_exec,
     .flags = CMD_NEEDS_MODEL | CMD_STEP,
+    .help = "--check changes nothing: over the calibration slice (or N samples) it measures\n"
+            "each layer's mean output shift from its weight error on its real FP32 input,\n"
+            "and E[x] per input channel, against what the analytic correction predicts\n"
+            "(eps E[x], E[x] from BN): correlation over channels, norm ratio, what the\n"
+            "correction would leave, the worst channels.  --json has every channel.",
 };
 
 /* --- error ------------------------------------------------------------------------ */
