@@ -415,8 +415,8 @@ typedef enum dfq_eq_chains {
 } dfq_eq_chains;
 
 struct dfq_equalize_opts {
-	dfq_qscheme range;    /* ASYM: range = max - min; SYM: 2 max |w| (the paper's) */
-	dfq_eq_chains chains; /* default THROUGH */
+	dfq_qscheme range;    /* ASYM (default): max - min; SYM: 2 max |w| (the paper's) */
+	dfq_eq_chains chains; /* default STOP_LINEAR */
 	int max_rounds;       /* default 20 */
 	double tol;           /* stop when the mean |dW| of a round is below: 2e-7 */
 };

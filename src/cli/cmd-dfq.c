@@ -225,7 +225,7 @@ const struct cmd_entry cmd_equalize_entry = {
             "                        layers \"without input or output splits in between\")\n"
             "  --rounds N, --tol X   iterate \"until convergence\": until the mean |dW| of a\n"
             "                        round is below X (2e-7), at most N rounds (20)\n"
-            "Defaults: the eq-range (sym) and eq-chains (stop-linear) settings.",
+            "Defaults: the eq-range (minmax) and eq-chains (stop-linear) settings.",
 };
 
 /* --- absorb ---------------------------------------------------------------------- */

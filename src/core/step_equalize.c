@@ -13,8 +13,11 @@
 
 void dfq_equalize_opts_default(struct dfq_equalize_opts *o)
 {
+	/* measured defaults (docs/algorithms.md sec. 6.2, 6.3): max - min, the range of the
+	 * default asymmetric grids, and chains that end at linear layers, after which bias
+	 * correction gains wherever the empirical one does */
 	o->range = DFQ_QSCHEME_ASYM;
-	o->chains = DFQ_EQ_CHAINS_THROUGH;
+	o->chains = DFQ_EQ_CHAINS_STOP_LINEAR;
 	o->max_rounds = 20;
 	o->tol = 2e-7;
 }
