@@ -280,6 +280,53 @@ static void test_equalize(void **state)
 	fx_close(&f);
 }
 
+/* A linear layer (no activation) feeding the next layer alone: --chains through
+ * pairs it, stop-linear ends the chain there; both keep the function. */
+static void test_equalize_chains(void **state)
+{
+	(void)state;
+	for (int mode = 0; mode < 2; mode++) {
+		struct fixture f;
+		struct dfq_graph *g = graph_begin(41);
+		add_block(g, "c0", "x", 3, 12, 3, 1, 1, 0.5);
+		add_block(g, "c1", "c0.out", 12, 8, 1, 1, 0, 0.5); /* linear projection */
+		add_block(g, "c2", "c1.out", 8, 16, 1, 1, 1, 0.5); /* its only reader */
+		add_head(g, "c2.out", 16, 4);
+		image_graph_end(g, 3, 6, 6);
+		fx_open(&f, g, rand_input(3, 6, 6));
+		STEP_OK(dfq_model_fold(f.m, NULL, &e_));
+		struct dfq_tensor *y0 = run(&f, DFQ_RUN_FP32);
+		struct dfq_equalize_opts o;
+		dfq_equalize_opts_default(&o);
+		o.chains = mode ? DFQ_EQ_CHAINS_STOP_LINEAR : DFQ_EQ_CHAINS_THROUGH;
+		o.range = mode ? DFQ_QSCHEME_SYM : DFQ_QSCHEME_ASYM;
+		o.max_rounds = 1000;
+		o.tol = 1e-12;
+		struct dfq_step_report rep;
+		STEP_OK(dfq_model_equalize(f.m, NULL, &o, &rep, &e_));
+		printf("  chains %s: %d of %d pairs equalized in %d rounds\n",
+		       mode ? "stop-linear" : "through", rep.nchanged, rep.nrows, rep.rounds);
+		assert_int_equal(rep.nrows, 2); /* c0-c1 and c1-c2 */
+		assert_int_equal(rep.nchanged, mode ? 1 : 2);
+		assert_true(rep.rounds < 1000); /* converged */
+		assert_int_equal(rep.rows[1].layer, 1);
+		assert_int_equal(rep.rows[1].changed, !mode);
+		if (mode)
+			assert_non_null(strstr(rep.rows[1].note, "stop-linear"));
+		/* the projection's successor is untouched when the chain stops */
+		assert_int_equal(!!(f.m->layers[2].steps & DFQ_STEP_EQUALIZE), !mode);
+		dfq_step_report_free(&rep);
+		struct dfq_tensor *y1 = run_close(&f, DFQ_RUN_FP32, y0, 1e-4, "equalize chains");
+		dfq_tensor_free(y0);
+		dfq_tensor_free(y1);
+		/* an unknown chain scope is refused */
+		struct dfq_error err;
+		o.chains = (dfq_eq_chains)7;
+		assert_int_equal(dfq_model_equalize(f.m, NULL, &o, NULL, &err), DFQ_ERR_ARG);
+		fx_close(&f);
+	}
+}
+
 static void test_equalize_refuses(void **state)
 {
 	struct fixture f;
@@ -1058,6 +1105,7 @@ int main(void)
 	    cmocka_unit_test(test_fold_mlp),
 	    cmocka_unit_test(test_relu6),
 	    cmocka_unit_test(test_equalize),
+	    cmocka_unit_test(test_equalize_chains),
 	    cmocka_unit_test(test_equalize_refuses),
 	    cmocka_unit_test(test_absorb),
 	    cmocka_unit_test(test_resnet),

@@ -427,10 +427,20 @@ dfq_status dfq_model_relu6_to_relu(struct dfq_model *m, const bool *sel,
 dfq_status dfq_model_clip(struct dfq_model *m, const bool *sel, float lo, float hi,
                           struct dfq_step_report *rep, struct dfq_error *err);
 
+/* Which layer pairs equalization chains: THROUGH pairs a layer with no
+ * activation (a linear projection) with the layer it feeds, as the paper
+ * allows; STOP_LINEAR ends a chain at such a layer (only pairs with a ReLU or
+ * PReLU-like activation between are equalized). */
+typedef enum dfq_eq_chains {
+	DFQ_EQ_CHAINS_THROUGH = 0,
+	DFQ_EQ_CHAINS_STOP_LINEAR,
+} dfq_eq_chains;
+
 struct dfq_equalize_opts {
-	dfq_qscheme range; /* ASYM: range = max - min; SYM: 2 max |w| */
-	int max_rounds;    /* default 20 */
-	double tol;        /* stop when the mean |dW| of a round is below: 2e-7 */
+	dfq_qscheme range;    /* ASYM (default): max - min; SYM: 2 max |w| (the paper's) */
+	dfq_eq_chains chains; /* default STOP_LINEAR */
+	int max_rounds;       /* default 20 */
+	double tol;           /* stop when the mean |dW| of a round is below: 2e-7 */
 };
 void dfq_equalize_opts_default(struct dfq_equalize_opts *o);
 
@@ -581,6 +591,43 @@ dfq_status dfq_model_biascorr_analytic(struct dfq_model *m, const bool *sel,
 dfq_status dfq_model_biascorr_empirical(struct dfq_model *m, struct dfq_exec *ex, const bool *sel,
                                         dfq_batch_fn next, void *user, struct dfq_step_report *rep,
                                         struct dfq_error *err);
+
+/* What the analytic bias correction predicts against what the data show
+ * (`biascorr --check`), per layer: eps = Q(W) - W_ref (the weight error the
+ * correction removes) and x the layer's real FP32 input. */
+struct dfq_bccheck_layer {
+	int layer;
+	bool checked;   /* false: note says why not */
+	char note[160];
+	int64_t cout, cin;
+	double *pred;    /* cout: eps E[x], E[x] from the BN statistics (what biascorr
+	                  * subtracts from the bias) */
+	double *meas;    /* cout: mean over data and output positions of eps * x */
+	double *pred_mx; /* cout: eps E[x] with E[x] measured (no padding borders) */
+	double *ex_pred, *ex_meas; /* cin: E[x] per input feature, predicted, measured */
+	double corr, ratio;        /* Pearson corr(pred, meas) over channels, |pred| / |meas| */
+	double corr_mx, ratio_mx;  /* the same for pred_mx against meas */
+	double ex_corr, ex_ratio;  /* corr(ex_pred, ex_meas), |ex_pred| / |ex_meas| */
+	double resid;              /* |meas - pred| / |meas|: what the correction leaves */
+	double left_sd;            /* rms(meas - pred) / rms(gamma): that against the output's
+	                            * spread (NAN without BN statistics) */
+};
+struct dfq_bccheck {
+	int n; /* entries: one per selected layer */
+	struct dfq_bccheck_layer *layers;
+	int64_t samples;
+};
+/* A query, not a step (the model is unchanged): run every batch next()
+ * gives (model input 0) in FP32 mode on ex (left with no hook and no
+ * overrides) and measure, for each selected quantized layer whose input has
+ * BN statistics upstream, E[x] per input feature and the mean output shift
+ * of its weight error given that input; compare with what the analytic
+ * correction predicts from the BN statistics.  *out filled (free with
+ * dfq_bccheck_free, also after an error). */
+dfq_status dfq_model_biascorr_check(struct dfq_model *m, struct dfq_exec *ex, const bool *sel,
+                                    dfq_batch_fn next, void *user, struct dfq_bccheck *out,
+                                    struct dfq_error *err);
+void dfq_bccheck_free(struct dfq_bccheck *c);
 
 /* ---------------------------------------------------------------------------
  * Quantization error of a layer's weights (the seed's _quantize_error)

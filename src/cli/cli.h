@@ -24,7 +24,9 @@ struct settings {
 	int batch;    /* samples per run in eval (and other data passes) */
 	/* DFQ defaults (quantize, equalize, QuantMeasure) */
 	int wbits, abits, bbits; /* quantize: weights, activations (0 float), bias (0 float) */
-	dfq_qscheme scheme;      /* asym or sym grids; also equalize's range */
+	dfq_qscheme scheme;      /* asym or sym grids */
+	dfq_qscheme eq_range;    /* equalize's channel range: ASYM max - min, SYM 2 max |w| */
+	dfq_eq_chains eq_chains; /* equalize: through linear layers, or stop at them */
 	bool per_channel;        /* granularity: a weight grid per output channel */
 	dfq_range_src act_range; /* where activation ranges come from */
 	double n_std;            /* data-free ranges: beta +- n_std |gamma| */

@@ -163,13 +163,31 @@ static enum cmd_retval cmd_equalize_exec(struct cmd_ctx *ctx, struct args *a)
 	                                        "spread2_after", "max_log2_s"};
 	struct eq_arg e = {.sel = ctx->sel};
 	dfq_equalize_opts_default(&e.o);
-	e.o.range = ctx->s->set.scheme;
+	e.o.range = ctx->s->set.eq_range;
+	e.o.chains = ctx->s->set.eq_chains;
+	const char *range = args_get(a, "range"), *chains = args_get(a, "chains");
+	if (range && strcmp(range, "minmax") != 0 && strcmp(range, "sym") != 0)
+		return cmd_fail(ctx, "equalize: --range must be minmax or sym, not '%s'", range);
+	if (chains && strcmp(chains, "through") != 0 && strcmp(chains, "stop-linear") != 0)
+		return cmd_fail(ctx, "equalize: --chains must be through or stop-linear, not '%s'",
+		                chains);
+	if (range)
+		e.o.range = strcmp(range, "sym") == 0 ? DFQ_QSCHEME_SYM : DFQ_QSCHEME_ASYM;
+	if (chains)
+		e.o.chains = strcmp(chains, "stop-linear") == 0 ? DFQ_EQ_CHAINS_STOP_LINEAR
+		                                                : DFQ_EQ_CHAINS_THROUGH;
 	e.o.max_rounds = (int)args_num(a, "rounds", e.o.max_rounds);
+	e.o.tol = args_num(a, "tol", e.o.tol);
 	struct dfq_step_report rep;
 	enum cmd_retval rv = mc_step(ctx, true, equalize_fn, &e, equalize_row, &keys, &rep);
 	if (rv == CMD_RETURN_NORMAL) {
 		cJSON_AddNumberToObject(ctx->json, "rounds", rep.rounds);
 		mc_json_num(ctx->json, "last_delta", rep.last_delta);
+		cJSON_AddStringToObject(ctx->json, "range",
+		                        e.o.range == DFQ_QSCHEME_SYM ? "sym" : "minmax");
+		cJSON_AddStringToObject(ctx->json, "chains",
+		                        e.o.chains == DFQ_EQ_CHAINS_STOP_LINEAR ? "stop-linear"
+		                                                                : "through");
 	}
 	dfq_step_report_free(&rep);
 	return rv;
@@ -177,19 +195,37 @@ static enum cmd_retval cmd_equalize_exec(struct cmd_ctx *ctx, struct args *a)
 
 static const struct num_spec rounds_num = {.whole = true, .lo = 1, .hi = 10000};
 
+static const struct num_spec tol_num = {.lo = 0, .hi = 1};
+static const char *const eq_range_flag_words[] = {"minmax", "sym", NULL};
+static const char *const eq_chains_flag_words[] = {"through", "stop-linear", NULL};
+
 static const struct args_flag equalize_flags[] = {
+    {"range", true, eq_range_flag_words, NULL},
+    {"chains", true, eq_chains_flag_words, NULL},
     {"rounds", true, NULL, &rounds_num},
+    {"tol", true, NULL, &tol_num},
     {NULL, false, NULL, NULL},
 };
 
 const struct cmd_entry cmd_equalize_entry = {
     .name = "equalize",
     .alias = NULL,
-    .usage = "equalize [TARGET...] [--rounds N]",
+    .usage = "equalize [TARGET...] [--range minmax|sym] [--chains through|stop-linear] "
+             "[--rounds N] [--tol X]",
     .args = {equalize_flags, 0, -1, ARGS_TARGET, NULL},
     .summary = "cross-layer equalization of consecutive layer pairs (paper sec. 4.1)",
     .exec = cmd_equalize_exec,
     .flags = CMD_NEEDS_MODEL | CMD_TARGET_ALL | CMD_STEP,
+    .help = "s_i = sqrt(r1_i r2_i) / r2_i for each channel i between two layers, where r_i is\n"
+            "\"the quantization range of channel i\" (paper eq. 11).\n"
+            "  --range sym     r_i = 2 max |W_i| (the paper's, for symmetric quantization)\n"
+            "  --range minmax  r_i = max W_i - min W_i\n"
+            "  --chains stop-linear  a layer with no activation ends the chain\n"
+            "  --chains through      it is paired with the layer it feeds (the paper pairs\n"
+            "                        layers \"without input or output splits in between\")\n"
+            "  --rounds N, --tol X   iterate \"until convergence\": until the mean |dW| of a\n"
+            "                        round is below X (2e-7), at most N rounds (20)\n"
+            "Defaults: the eq-range (minmax) and eq-chains (stop-linear) settings.",
 };
 
 /* --- absorb ---------------------------------------------------------------------- */

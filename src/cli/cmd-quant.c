@@ -237,7 +237,8 @@ static dfq_status calib_next(void *user, int64_t index, const struct dfq_tensor 
 	if (st == DFQ_OK && *x && c->s) {
 		struct timespec t;
 		clock_gettime(CLOCK_MONOTONIC, &t);
-		double secs = (double)(t.tv_sec - c->t0.tv_sec) + (double)(t.tv_nsec - c->t0.tv_nsec) * 1e-9;
+		double secs =
+		    (double)(t.tv_sec - c->t0.tv_sec) + (double)(t.tv_nsec - c->t0.tv_nsec) * 1e-9;
 		int64_t total = c->passes * c->nbatches;
 		c->fetched++;
 		cli_progress(c->s, c->what, c->fetched < total ? c->fetched : total, total, secs);
@@ -398,7 +399,8 @@ bool mc_measure_data(struct cmd_ctx *ctx, struct dfq_model *m, const struct args
 	session_model_changed(ctx->s);
 	if (st != DFQ_OK) {
 		if (stopped)
-			return cmd_fail(ctx, "measure interrupted; the ranges are as they were"), false;
+			return cmd_fail(ctx, "measure interrupted; the ranges are as they were"),
+			       false;
 		return cmd_fail_error(ctx, &err), false;
 	}
 	*samples = c.n;
@@ -521,13 +523,199 @@ static enum cmd_retval biascorr_empirical(struct cmd_ctx *ctx, struct dfq_model 
 	return CMD_RETURN_NORMAL;
 }
 
+/* --- biascorr --check ------------------------------------------------------------ */
+
+/* A layer whose prediction goes wrong: correcting by it would leave more
+ * than half of the measured shift (or the shift and the prediction point
+ * apart). */
+#define CHECK_WRONG_RESID 0.5
+/* What is left is small next to the output's spread (rms of gamma). */
+#define CHECK_SMALL_SD 0.01
+
+/* The k channels with the largest |pred - meas| into idx (k <= 3). */
+static int check_worst(const struct dfq_bccheck_layer *e, int64_t *idx, int k)
+{
+	int got = 0;
+	for (int64_t o = 0; o < e->cout; o++) {
+		double d = fabs(e->pred[o] - e->meas[o]);
+		int at = got < k ? got++ : k;
+		while (at > 0 && fabs(e->pred[idx[at - 1]] - e->meas[idx[at - 1]]) < d) {
+			if (at < k)
+				idx[at] = idx[at - 1];
+			at--;
+		}
+		if (at < k)
+			idx[at] = o;
+	}
+	return got;
+}
+
+static cJSON *check_array(const double *x, int64_t n)
+{
+	cJSON *a = cJSON_CreateArray();
+	for (int64_t i = 0; a && i < n; i++) {
+		cJSON *v = isfinite(x[i]) ? cJSON_CreateNumber(x[i]) : cJSON_CreateNull();
+		if (!cJSON_AddItemToArray(a, v))
+			cJSON_Delete(v);
+	}
+	return a;
+}
+
+static void check_json(struct cmd_ctx *ctx, const struct dfq_bccheck_layer *e, const int64_t *w,
+                       int nw, cJSON *arr)
+{
+	const struct dfq_model *m = ctx->s->model;
+	cJSON *o = cJSON_CreateObject();
+	if (!o || !cJSON_AddItemToArray(arr, o)) {
+		cJSON_Delete(o);
+		return;
+	}
+	cJSON_AddNumberToObject(o, "layer", e->layer);
+	cJSON_AddStringToObject(o, "name", mc_layer_name(m, e->layer));
+	cJSON_AddBoolToObject(o, "checked", e->checked);
+	if (!e->checked) {
+		cJSON_AddStringToObject(o, "note", e->note);
+		return;
+	}
+	mc_json_num(o, "corr", e->corr);
+	mc_json_num(o, "norm_ratio", e->ratio);
+	mc_json_num(o, "left", e->resid);
+	mc_json_num(o, "left_sd", e->left_sd);
+	mc_json_num(o, "corr_measured_ex", e->corr_mx);
+	mc_json_num(o, "norm_ratio_measured_ex", e->ratio_mx);
+	mc_json_num(o, "ex_corr", e->ex_corr);
+	mc_json_num(o, "ex_norm_ratio", e->ex_ratio);
+	cJSON_AddBoolToObject(o, "wrong", !(e->resid <= CHECK_WRONG_RESID));
+	cJSON *wa = cJSON_AddArrayToObject(o, "worst");
+	for (int i = 0; wa && i < nw; i++) {
+		cJSON *c = cJSON_CreateObject();
+		if (!c || !cJSON_AddItemToArray(wa, c)) {
+			cJSON_Delete(c);
+			break;
+		}
+		cJSON_AddNumberToObject(c, "channel", (double)w[i]);
+		mc_json_num(c, "predicted", e->pred[w[i]]);
+		mc_json_num(c, "measured", e->meas[w[i]]);
+	}
+	cJSON_AddItemToObject(o, "predicted", check_array(e->pred, e->cout));
+	cJSON_AddItemToObject(o, "measured", check_array(e->meas, e->cout));
+	cJSON_AddItemToObject(o, "ex_predicted", check_array(e->ex_pred, e->cin));
+	cJSON_AddItemToObject(o, "ex_measured", check_array(e->ex_meas, e->cin));
+}
+
+/* One line per layer: how well eps E[x] from BN predicts the measured shift. */
+static void check_print(struct cmd_ctx *ctx, const struct dfq_bccheck *c)
+{
+	const struct dfq_model *m = ctx->s->model;
+	int w = mc_name_width(m);
+	cJSON *arr = cJSON_AddArrayToObject(ctx->json, "layers");
+	char a[24], b[24], f[24];
+	char wrong[512];
+	size_t used = 0;
+	int nchecked = 0, nwrong = 0, nex = 0, nsmall = 0;
+	wrong[0] = '\0';
+	cmd_result(ctx, "  %-*s  %6s  %7s  %6s  %7s  %6s  %7s  %s", w, "layer", "corr", "|p|/|m|",
+	           "left", "left/sd", "E[x]r", "E[x]|r|",
+	           "worst channels: predicted / measured shift");
+	for (int i = 0; i < c->n; i++) {
+		const struct dfq_bccheck_layer *e = &c->layers[i];
+		int64_t wi[3];
+		int nw = e->checked ? check_worst(e, wi, 3) : 0;
+		check_json(ctx, e, wi, nw, arr);
+		if (!e->checked) {
+			cmd_detail(ctx, "  %-*s  not checked: %s", w, mc_layer_name(m, e->layer),
+			           e->note);
+			continue;
+		}
+		nchecked++;
+		char worst[160];
+		size_t wu = 0;
+		worst[0] = '\0';
+		for (int k = 0; k < nw && wu < sizeof worst; k++)
+			wu += (size_t)snprintf(worst + wu, sizeof worst - wu, "%s%lld: %s / %s",
+			                       k ? ", " : "", (long long)wi[k],
+			                       mc_num(e->pred[wi[k]], a, sizeof a),
+			                       mc_num(e->meas[wi[k]], b, sizeof b));
+		bool bad = !(e->resid <= CHECK_WRONG_RESID);
+		char h[24];
+		cmd_result(ctx, "  %-*s  %6.3f  %7s  %6.3f  %7s  %6.3f  %7s  %s%s", w,
+		           mc_layer_name(m, e->layer), e->corr, mc_num(e->ratio, b, sizeof b),
+		           e->resid, mc_num(e->left_sd, h, sizeof h), e->ex_corr,
+		           mc_num(e->ex_ratio, f, sizeof f), worst, bad ? "  <- wrong" : "");
+		if (bad) {
+			nwrong++;
+			/* E[x] is to blame when the measured E[x] would have predicted well */
+			nex += e->corr_mx > 0.9 && !(e->corr > 0.9);
+			nsmall += e->left_sd < CHECK_SMALL_SD;
+			if (used < sizeof wrong)
+				used += (size_t)snprintf(wrong + used, sizeof wrong - used, "%s%s",
+				                         nwrong > 1 ? ", " : "",
+				                         mc_layer_name(m, e->layer));
+		}
+	}
+	cmd_result(ctx,
+	           "%d layer%s checked over %lld samples; the prediction goes wrong (leaves more "
+	           "than %.0f%% of the shift) in %d%s%s",
+	           nchecked, nchecked == 1 ? "" : "s", (long long)c->samples,
+	           100.0 * CHECK_WRONG_RESID, nwrong, nwrong ? ": " : "", wrong);
+	if (nwrong)
+		cmd_print(ctx,
+		          "  of these, %d would be predicted well from the measured E[x] (the BN "
+		          "statistics no longer describe the input), and in %d what is left is "
+		          "below %g of the output's spread",
+		          nex, nsmall, CHECK_SMALL_SD);
+	cmd_print(ctx, "  corr: of predicted and measured shift over channels; |p|/|m|: ratio of "
+	               "their norms; left: |measured - predicted| / |measured|; left/sd: its rms "
+	               "against the output's BN spread; E[x]r, E[x]|r|: corr and norm ratio for "
+	               "E[x] per input channel");
+	cJSON_AddNumberToObject(ctx->json, "samples", (double)c->samples);
+	cJSON_AddNumberToObject(ctx->json, "checked", nchecked);
+	cJSON_AddNumberToObject(ctx->json, "wrong", nwrong);
+}
+
+static enum cmd_retval biascorr_check(struct cmd_ctx *ctx, struct dfq_model *m, const bool *sel,
+                                      const struct args *a)
+{
+	ctx->not_a_step = true; /* a query: nothing is kept */
+	if (!m->folded)
+		return cmd_fail(ctx,
+		                "fold and quantize the layers before checking bias correction");
+	struct calib c;
+	struct dfq_error err;
+	dfq_error_clear(&err);
+	if (!calib_open(ctx, a, &c))
+		return CMD_RETURN_ERROR;
+	struct dfq_exec *ex = session_exec(ctx->s, &err);
+	struct dfq_bccheck chk = {0};
+	calib_progress(&c, ctx->s, "biascorr --check", 1);
+	cli_interrupt_catch(true);
+	dfq_status st =
+	    ex ? dfq_model_biascorr_check(m, ex, sel, calib_next, &c, &chk, &err) : err.status;
+	cli_interrupt_catch(false);
+	cli_progress_end(ctx->s);
+	bool stopped = c.interrupted;
+	calib_free(&c);
+	if (st != DFQ_OK) {
+		dfq_bccheck_free(&chk);
+		return cmd_fail(ctx, "%s", stopped ? "biascorr --check interrupted" : err.msg);
+	}
+	check_print(ctx, &chk);
+	dfq_bccheck_free(&chk);
+	return CMD_RETURN_NORMAL;
+}
+
 static enum cmd_retval cmd_biascorr_exec(struct cmd_ctx *ctx, struct args *a)
 {
 	static const struct mc_row_keys keys = {"err_before", "err_after", NULL, NULL,
 	                                        "max_correction"};
+	if (args_has(a, "check") && args_has(a, "empirical"))
+		return cmd_fail(ctx, "--check checks the analytic correction: give it without "
+		                     "--empirical");
+	if (args_has(a, "check"))
+		return biascorr_check(ctx, ctx->s->model, ctx->sel, a);
 	if (args_get(a, "n") && !args_has(a, "empirical"))
-		return cmd_fail(ctx,
-		                "--n goes with --empirical (analytic correction reads no data)");
+		return cmd_fail(ctx, "--n goes with --empirical or --check (analytic correction "
+		                     "reads no data)");
 	if (args_has(a, "empirical"))
 		return biascorr_empirical(ctx, ctx->s->model, ctx->sel, a);
 	struct dfq_step_report rep;
@@ -540,6 +728,7 @@ static enum cmd_retval cmd_biascorr_exec(struct cmd_ctx *ctx, struct args *a)
 
 static const struct args_flag biascorr_flags[] = {
     {"empirical", false, NULL, NULL},
+    {"check", false, NULL, NULL},
     {"n", true, NULL, &n_num},
     {NULL, false, NULL, NULL},
 };
@@ -547,11 +736,16 @@ static const struct args_flag biascorr_flags[] = {
 const struct cmd_entry cmd_biascorr_entry = {
     .name = "biascorr",
     .alias = NULL,
-    .usage = "biascorr TARGET... [--empirical [--n N]]",
+    .usage = "biascorr TARGET... [--empirical [--n N] | --check [--n N]]",
     .args = {biascorr_flags, 1, -1, ARGS_TARGET, NULL},
     .summary = "bias correction: analytic from BN statistics, or empirical from data",
     .exec = cmd_biascorr_exec,
     .flags = CMD_NEEDS_MODEL | CMD_STEP,
+    .help = "--check changes nothing: over the calibration slice (or N samples) it measures\n"
+            "each layer's mean output shift from its weight error on its real FP32 input,\n"
+            "and E[x] per input channel, against what the analytic correction predicts\n"
+            "(eps E[x], E[x] from BN): correlation over channels, norm ratio, what the\n"
+            "correction would leave, the worst channels.  --json has every channel.",
 };
 
 /* --- error ------------------------------------------------------------------------ */

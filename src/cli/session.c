@@ -7,15 +7,17 @@
 #include <strings.h>
 
 #include "cli.h"
-#include "dfq/dfq_sha256.h"
 #include "cmd.h"
 #include "dfq/dfq_eval.h"
+#include "dfq/dfq_sha256.h"
 #include "gnuplot.h"
 #include "sweep.h"
 
 static const char *const bool_words[] = {"on", "off", NULL};
 static const char *const scheme_words[] = {"asym", "sym", NULL};
 static const char *const granularity_words[] = {"tensor", "channel", NULL};
+static const char *const eq_range_words[] = {"minmax", "sym", NULL};
+static const char *const eq_chains_words[] = {"through", "stop-linear", NULL};
 static const char *const act_range_words[] = {"bn", "minmax", "global", "percentile", NULL};
 
 static const int bbits_values[] = {0, 8, 16, 32, -1};
@@ -39,8 +41,12 @@ const struct setting_def session_settings[] = {
 	 &cli_abits_num},
 	{"bbits", SETTING_INT, "quantize: bias bits (0 = float, 8, 16, 32 = INT32 as float)", NULL,
 	 &cli_bbits_num},
-	{"scheme", SETTING_CHOICE, "grids: asym (zero point) or sym; equalize ranges too",
-	 scheme_words, NULL},
+	{"scheme", SETTING_CHOICE, "grids: asym (zero point) or sym", scheme_words, NULL},
+	{"eq-range", SETTING_CHOICE, "equalize: channel range max - min (minmax) or 2 max |W| (sym)",
+	 eq_range_words, NULL},
+	{"eq-chains", SETTING_CHOICE,
+	 "equalize: chains go through linear layers (through) or end at them (stop-linear)",
+	 eq_chains_words, NULL},
 	{"granularity", SETTING_CHOICE, "weight grids: tensor or channel (per output channel)",
 	 granularity_words, NULL},
 	{"act-range", SETTING_CHOICE, "activation ranges: bn, minmax, global or percentile",
@@ -68,6 +74,10 @@ void session_init(struct session *s)
 	s->set.bbits = q.bbits;
 	s->set.scheme = q.scheme;
 	s->set.per_channel = q.per_channel;
+	struct dfq_equalize_opts eo;
+	dfq_equalize_opts_default(&eo);
+	s->set.eq_range = eo.range;
+	s->set.eq_chains = eo.chains;
 	s->set.act_range = DFQ_RANGE_BN;
 	s->set.n_std = 6.0;
 }
@@ -382,6 +392,10 @@ static bool apply_setting(struct session *s, const char *key, double x, int choi
 		s->set.bbits = n;
 	} else if (strcmp(key, "scheme") == 0) {
 		s->set.scheme = choice == 1 ? DFQ_QSCHEME_SYM : DFQ_QSCHEME_ASYM;
+	} else if (strcmp(key, "eq-range") == 0) {
+		s->set.eq_range = choice == 1 ? DFQ_QSCHEME_SYM : DFQ_QSCHEME_ASYM;
+	} else if (strcmp(key, "eq-chains") == 0) {
+		s->set.eq_chains = choice == 1 ? DFQ_EQ_CHAINS_STOP_LINEAR : DFQ_EQ_CHAINS_THROUGH;
 	} else if (strcmp(key, "granularity") == 0) {
 		s->set.per_channel = choice == 1;
 	} else if (strcmp(key, "act-range") == 0) {
@@ -456,6 +470,10 @@ double session_setting_num(const struct session *s, int i)
 		return s->set.bbits;
 	if (strcmp(name, "scheme") == 0)
 		return s->set.scheme;
+	if (strcmp(name, "eq-range") == 0)
+		return s->set.eq_range;
+	if (strcmp(name, "eq-chains") == 0)
+		return s->set.eq_chains;
 	if (strcmp(name, "granularity") == 0)
 		return s->set.per_channel;
 	if (strcmp(name, "act-range") == 0)
@@ -487,6 +505,12 @@ const char *session_setting_str(const struct session *s, int i, char *buf, size_
 	case SETTING_CHOICE:
 		if (strcmp(name, "scheme") == 0)
 			snprintf(buf, len, "%s", s->set.scheme == DFQ_QSCHEME_SYM ? "sym" : "asym");
+		else if (strcmp(name, "eq-range") == 0)
+			snprintf(buf, len, "%s",
+			         eq_range_words[s->set.eq_range == DFQ_QSCHEME_SYM]);
+		else if (strcmp(name, "eq-chains") == 0)
+			snprintf(buf, len, "%s",
+			         eq_chains_words[s->set.eq_chains == DFQ_EQ_CHAINS_STOP_LINEAR]);
 		else if (strcmp(name, "granularity") == 0)
 			snprintf(buf, len, "%s", s->set.per_channel ? "channel" : "tensor");
 		else

@@ -72,6 +72,16 @@ dfq_status model_vdesc_compute(const struct dfq_model *m, struct vdesc **out,
 void model_vdesc_free(struct vdesc *d, int n);
 /* Mean and variance of N(mu, sd^2) clipped to [a, b] (a may be -inf, b +inf). */
 void model_clipped_normal(double mu, double sd, double a, double b, double *mean, double *var);
+/* E[x] of layer L's input per input feature (cin; a Flatten's features map
+ * onto the channels of d) from d, the descriptor of its input value: new
+ * array (caller frees), or NULL with *why set when unknown, or NULL with
+ * *nomem and err set when out of memory. */
+double *model_expected_input(const struct dfq_layer *L, const struct vdesc *d, const char **why,
+                             struct dfq_error *err, bool *nomem);
+/* pred[o] = sum_i (sum_k (w - ref)[o, i, k]) ex[gi] (cout entries): the
+ * expected output shift of weights w against ref for inputs of mean ex. */
+void model_predicted_shift(const struct dfq_layer *L, const float *w, const float *ref,
+                           const double *ex, double *pred);
 
 /* --- model_report.c: step reports ------------------------------------------ */
 
@@ -310,6 +320,7 @@ void model_history_free(struct model_history *h);
 /* --- model_hist.c: quantization error histograms (public API only) ------- */
 
 /* --- model_analysis.c: sensitivity and compare (public API only, dfq_analysis.h) */
+/* --- model_bccheck.c: biascorr --check, predicted against measured (public API only) */
 
 /* --- model_step.c: the frame a step runs in -------------------------------- */
 

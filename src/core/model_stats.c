@@ -285,3 +285,51 @@ dfq_status model_vdesc_compute(const struct dfq_model *m, struct vdesc **out, st
 	*out = d;
 	return DFQ_OK;
 }
+
+/* --- what bias correction reads --------------------------------------------------- */
+
+/* E[x] of layer L's input, one entry per input channel (cin), from the
+ * descriptor of its input value; NULL with *why set when unknown. */
+double *model_expected_input(const struct dfq_layer *L, const struct vdesc *d, const char **why,
+                             struct dfq_error *err, bool *nomem)
+{
+	*nomem = false;
+	if (!d->valid) {
+		*why = "its input has no BN statistics upstream (e.g. the first layer): left as is";
+		return NULL;
+	}
+	if (d->c <= 0 || L->cin % d->c != 0) {
+		*why = "its input features do not map onto the channels of the statistics";
+		return NULL;
+	}
+	double *ex = malloc((size_t)L->cin * sizeof *ex);
+	if (!ex) {
+		*nomem = true;
+		dfq_error_set(err, DFQ_ERR_NOMEM, "out of memory correcting biases");
+		return NULL;
+	}
+	/* a Flatten of [C, H, W] gives C*H*W features, channel-major */
+	int64_t rep = L->cin / d->c;
+	for (int64_t f = 0; f < L->cin; f++)
+		ex[f] = d->mean[f / rep];
+	return ex;
+}
+
+/* pred[o] = sum_i (sum_k (w - ref)[o, i, k]) E[x_gi]: the expected output error. */
+void model_predicted_shift(const struct dfq_layer *L, const float *w, const float *ref,
+                           const double *ex, double *pred)
+{
+	int64_t cin_g = L->cin / L->group, cout_g = L->cout / L->group;
+	for (int64_t o = 0; o < L->cout; o++) {
+		const double *e = ex + (o / cout_g) * cin_g;
+		double acc = 0.0;
+		for (int64_t i = 0; i < cin_g; i++) {
+			int64_t at = o * L->w_ostride + i * L->w_istride;
+			double s = 0.0;
+			for (int64_t k = 0; k < L->ksize; k++)
+				s += (double)w[at + k] - (double)ref[at + k];
+			acc += s * e[i];
+		}
+		pred[o] = acc;
+	}
+}

@@ -13,7 +13,11 @@
 
 void dfq_equalize_opts_default(struct dfq_equalize_opts *o)
 {
+	/* measured defaults (docs/algorithms.md sec. 6.2, 6.3): max - min, the range of the
+	 * default asymmetric grids, and chains that end at linear layers, after which bias
+	 * correction gains wherever the empirical one does */
 	o->range = DFQ_QSCHEME_ASYM;
+	o->chains = DFQ_EQ_CHAINS_STOP_LINEAR;
 	o->max_rounds = 20;
 	o->tol = 2e-7;
 }
@@ -581,9 +585,11 @@ static bool pair_selected(const bool *sel, const struct pair *p)
 	return model_selected(sel, p->l1) || model_selected(sel, p->l2);
 }
 
-static dfq_status eqrun_init(struct eqrun *q, const struct dfq_model *m, const bool *sel, bool sym,
-                             struct dfq_step_report *r, struct dfq_error *err)
+static dfq_status eqrun_init(struct eqrun *q, const struct dfq_model *m, const bool *sel,
+                             const struct dfq_equalize_opts *o, struct dfq_step_report *r,
+                             struct dfq_error *err)
 {
+	bool sym = o->range == DFQ_QSCHEME_SYM;
 	dfq_status st = model_find_pairs(m, &q->pairs, &q->npairs, err);
 	if (st != DFQ_OK)
 		return st;
@@ -603,6 +609,11 @@ static dfq_status eqrun_init(struct eqrun *q, const struct dfq_model *m, const b
 			return err ? err->status : DFQ_ERR_NOMEM;
 		row->layer2 = p->l2;
 		const char *why = pair_blocker(m, p);
+		/* stop-linear: a layer with no activation ends its chain */
+		if (!why && o->chains == DFQ_EQ_CHAINS_STOP_LINEAR &&
+		    m->layers[p->l1].act == DFQ_ACT_NONE)
+			why = "no activation between (a linear layer ends the chain: chains "
+			      "stop-linear)";
 		if (why) {
 			snprintf(row->note, sizeof row->note, "skipped: %s", why);
 			continue;
@@ -679,14 +690,17 @@ dfq_status dfq_model_equalize(struct dfq_model *m, const bool *sel,
 	else
 		dfq_equalize_opts_default(&o);
 	if (o.max_rounds < 1 || !(o.tol >= 0.0) ||
-	    (o.range != DFQ_QSCHEME_ASYM && o.range != DFQ_QSCHEME_SYM))
-		return dfq_error_set(err, DFQ_ERR_ARG,
-		                     "equalization needs at least one round and a tolerance >= 0");
+	    (o.range != DFQ_QSCHEME_ASYM && o.range != DFQ_QSCHEME_SYM) ||
+	    (o.chains != DFQ_EQ_CHAINS_THROUGH && o.chains != DFQ_EQ_CHAINS_STOP_LINEAR))
+		return dfq_error_set(
+		    err, DFQ_ERR_ARG,
+		    "equalization needs at least one round, a tolerance >= 0 and a "
+		    "known range and chain scope");
 	struct dfq_step_report r;
 	dfq_step_report_init(&r);
 	r.step = DFQ_STEP_EQUALIZE;
 	struct eqrun q = {0};
-	dfq_status st = eqrun_init(&q, m, sel, o.range == DFQ_QSCHEME_SYM, &r, err);
+	dfq_status st = eqrun_init(&q, m, sel, &o, &r, err);
 	if (st != DFQ_OK) {
 		eqrun_free(&q, m->nlayers);
 		dfq_step_report_free(&r);

@@ -1,0 +1,1 @@
+--scalar --json -x dfq-biascorr-check-json.dfq

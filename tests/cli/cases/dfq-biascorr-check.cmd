@@ -1,0 +1,1 @@
+--scalar -x dfq-biascorr-check.dfq
