@@ -39,20 +39,6 @@ static void report(struct cmd_ctx *ctx, const struct dfq_eval_result *r)
 		cmd_result(ctx, "speed  %.1f images/s (%.2f s)", r->images_per_s, r->seconds);
 }
 
-/* Batches go through dfq_model_run, so a fake-quant eval also quantizes the
- * model input, as an INT8 runtime would. */
-struct model_run {
-	struct dfq_model *m;
-	dfq_run_mode mode;
-};
-
-static dfq_status run_model(void *user, struct dfq_exec *ex, struct dfq_tensor *x,
-                            struct dfq_tensor **outputs, struct dfq_error *err)
-{
-	struct model_run *mr = user;
-	return dfq_model_run(mr->m, ex, mr->mode, &x, outputs, err);
-}
-
 static enum cmd_retval cmd_eval_exec(struct cmd_ctx *ctx, struct args *a)
 {
 	struct session *s = ctx->s;
@@ -72,9 +58,9 @@ static enum cmd_retval cmd_eval_exec(struct cmd_ctx *ctx, struct args *a)
 
 	o.progress = on_progress;
 	o.user = s;
-	struct model_run mr = {.m = s->model, .mode = (dfq_run_mode)mode};
+	struct mc_model_run mr = {.m = s->model, .mode = (dfq_run_mode)mode};
 	if (s->model) {
-		o.run = run_model;
+		o.run = mc_model_run_batch;
 		o.run_user = &mr;
 	}
 	struct dfq_eval_result r;

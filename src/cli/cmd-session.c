@@ -372,18 +372,6 @@ static bool check_format(const cJSON *root, const char *path, char *why, size_t 
 
 /* --- load: replaying on a session of its own -------------------------------------------- */
 
-/* The replay's output goes nowhere but its first error, kept for the one line. */
-struct capture {
-	char first[768];
-};
-
-static void capture_sink(void *user, enum out_kind kind, const char *line)
-{
-	struct capture *c = user;
-	if (kind == OUT_ERROR && !c->first[0])
-		snprintf(c->first, sizeof c->first, "%s", line);
-}
-
 /* Settings about how this program runs rather than about the session: a
  * loaded session does not change them. */
 static bool program_setting(const char *name)
@@ -410,7 +398,7 @@ static bool apply_settings(struct session *t, const cJSON *set, char *why, size_
 }
 
 /* Open data command d in t unless it is open already. */
-static bool apply_data(struct session *t, const char *d, struct capture *c, char *why, size_t len)
+static bool apply_data(struct session *t, const char *d, struct replay_capture *c, char *why, size_t len)
 {
 	if (!d || replay_same_data(t->data_line, d))
 		return true;
@@ -437,7 +425,7 @@ static void mark_from(const cJSON *o, struct eval_mark *m, bool *quant)
 }
 
 /* Rebuild the session root describes in t. */
-static bool replay(struct session *t, const cJSON *root, const char *path, struct capture *c,
+static bool replay(struct session *t, const cJSON *root, const char *path, struct replay_capture *c,
                    char *why, size_t len)
 {
 	const char *model =
@@ -591,8 +579,8 @@ static enum cmd_retval session_load(struct cmd_ctx *ctx, const char *path)
 	enum cmd_retval rv = CMD_RETURN_ERROR;
 	struct session t;
 	session_init(&t);
-	struct capture cap = {""};
-	t.sink = capture_sink;
+	struct replay_capture cap = {""};
+	t.sink = replay_capture_sink;
 	t.sink_user = &cap;
 	if (!check_format(root, path, why, sizeof why)) {
 		rv = cmd_fail(ctx, "session load: %s", why);

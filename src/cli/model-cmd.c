@@ -483,3 +483,10 @@ void mc_eval_deltas(struct cmd_ctx *ctx, int mode, int64_t n, int64_t top1, int6
 		s->fp32 = now;
 	s->last = now;
 }
+
+dfq_status mc_model_run_batch(void *user, struct dfq_exec *ex, struct dfq_tensor *x,
+                              struct dfq_tensor **outputs, struct dfq_error *err)
+{
+	struct mc_model_run *mr = user;
+	return dfq_model_run(mr->m, ex, mr->mode, &x, outputs, err);
+}

@@ -99,6 +99,16 @@ bool mc_measure_data(struct cmd_ctx *ctx, struct dfq_model *m, const struct args
  * reporting an error (without data: CLI_MSG_NO_DATA). */
 struct dfq_tensor *mc_calib_batch(struct cmd_ctx *ctx, int64_t *samples);
 
+/* A dfq_eval_run_fn (user: struct mc_model_run) that runs each batch through
+ * dfq_model_run, so that a fake-quant eval also quantizes the model input, as an
+ * INT8 runtime would. */
+struct mc_model_run {
+	struct dfq_model *m;
+	dfq_run_mode mode;
+};
+dfq_status mc_model_run_batch(void *user, struct dfq_exec *ex, struct dfq_tensor *x,
+                              struct dfq_tensor **outputs, struct dfq_error *err);
+
 /* eval, before running: say how the model stands (FP32 or fake-quant and
  * with which activation ranges) and prepare ex for that mode.  Returns the
  * mode, or -1 after reporting an error. */

@@ -93,3 +93,10 @@ void replay_state_init(struct replay_state *st)
 	st->data = NULL;
 	session_free(&fresh);
 }
+
+void replay_capture_sink(void *user, enum out_kind kind, const char *line)
+{
+	struct replay_capture *c = user;
+	if (kind == OUT_ERROR && !c->first[0])
+		snprintf(c->first, sizeof c->first, "%s", line);
+}

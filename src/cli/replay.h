@@ -36,6 +36,13 @@ void script_state(struct script *sc, struct replay_state *st, const struct setti
 /* Both NULL or the same command. */
 bool replay_same_data(const char *a, const char *b);
 
+/* A replaying session's sink (session load, sweep's scratch sessions): its output goes
+ * nowhere but its first error, kept for the one line the command prints. */
+struct replay_capture {
+	char first[768];
+};
+void replay_capture_sink(void *user, enum out_kind kind, const char *line);
+
 /* cmd-save.c: the command script of s's applied steps and settings, titled
  * with the file it goes to (may be NULL).  false when out of memory. */
 bool save_script(const struct session *s, struct script *sc, const char *title);

@@ -284,18 +284,6 @@ static char *how_text(const struct step_src *src, int nsrc, const struct sweep_r
 
 /* --- running the points ------------------------------------------------------------------ */
 
-/* A scratch session's output goes nowhere but its first error. */
-struct capture {
-	char first[768];
-};
-
-static void capture_sink(void *user, enum out_kind kind, const char *line)
-{
-	struct capture *c = user;
-	if (kind == OUT_ERROR && !c->first[0])
-		snprintf(c->first, sizeof c->first, "%s", line);
-}
-
 /* Progress over every image of the run. */
 struct progress {
 	struct session *s;
@@ -319,20 +307,8 @@ static bool on_progress(void *user, int64_t done, int64_t total, double secs)
 	return !cli_interrupted();
 }
 
-struct model_run {
-	struct dfq_model *m;
-	dfq_run_mode mode;
-};
-
-static dfq_status run_model(void *user, struct dfq_exec *ex, struct dfq_tensor *x,
-                            struct dfq_tensor **outputs, struct dfq_error *err)
-{
-	struct model_run *mr = user;
-	return dfq_model_run(mr->m, ex, mr->mode, &x, outputs, err);
-}
-
 /* Evaluate t's model as it stands (as eval does) on n images. */
-static bool eval_scratch(struct session *t, struct capture *cap, int64_t n, struct progress *pg,
+static bool eval_scratch(struct session *t, struct replay_capture *cap, int64_t n, struct progress *pg,
                          struct dfq_eval_result *r, char *why, size_t len)
 {
 	struct dfq_error err;
@@ -354,8 +330,8 @@ static bool eval_scratch(struct session *t, struct capture *cap, int64_t n, stru
 	o.batch = t->set.batch;
 	o.progress = on_progress;
 	o.user = pg;
-	struct model_run mr = {t->model, (dfq_run_mode)mode};
-	o.run = run_model;
+	struct mc_model_run mr = {t->model, (dfq_run_mode)mode};
+	o.run = mc_model_run_batch;
 	o.run_user = &mr;
 	if (dfq_eval_run(ex, t->graph, t->data, &o, r, &err) != DFQ_OK) {
 		snprintf(why, len, "%s", err.msg);
@@ -366,7 +342,7 @@ static bool eval_scratch(struct session *t, struct capture *cap, int64_t n, stru
 }
 
 /* Run the lines of text on t one by one; false with why (or stopped). */
-static bool run_script(struct session *t, struct capture *cap, const char *text, bool *stopped,
+static bool run_script(struct session *t, struct replay_capture *cap, const char *text, bool *stopped,
                        char *why, size_t len)
 {
 	const char *p = text;
@@ -414,8 +390,8 @@ static bool run_point(struct run *R, int k, bool *stopped, char *why, size_t len
 	struct session *s = R->ctx->s;
 	struct session t;
 	session_init(&t);
-	struct capture cap = {""};
-	t.sink = capture_sink;
+	struct replay_capture cap = {""};
+	t.sink = replay_capture_sink;
 	t.sink_user = &cap;
 	t.quiet = true; /* no progress bars of the steps it replays */
 	t.set.threads = s->set.threads;

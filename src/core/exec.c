@@ -152,21 +152,32 @@ static bool qparams_usable(const struct dfq_qparams *q)
 	       q->qmin < q->qmax && q->zero_point >= q->qmin && q->zero_point <= q->qmax;
 }
 
-dfq_status dfq_exec_set_quant(struct dfq_exec *ex, int vi, const struct dfq_qparams *q,
-			      struct dfq_error *err)
+/* DFQ_OK when vi is a value some node computes (what set_quant and set_given accept);
+ * else DFQ_ERR_ARG saying why: no such value, a graph input or a constant. */
+static dfq_status node_value(const struct dfq_graph *g, int vi, const char *what,
+			     struct dfq_error *err)
 {
-	const struct dfq_graph *g = ex->g;
 	if (vi < 0 || vi >= g->nvalues)
-		return dfq_error_set(err, DFQ_ERR_ARG, "no value %d to quantize", vi);
+		return dfq_error_set(err, DFQ_ERR_ARG, "no value %d to be %s", vi, what);
 	const struct dfq_value *v = &g->values[vi];
 	bool input = false;
 	for (int i = 0; i < g->ninputs; i++)
 		input = input || g->inputs[i] == vi;
 	if (v->init || input)
 		return dfq_error_set(err, DFQ_ERR_ARG,
-				     "only values computed by a node can be fake-quantized ('%s' "
-				     "is %s)",
+				     "only values computed by a node can be %s ('%s' is %s)", what,
 				     v->name, input ? "a graph input" : "a constant");
+	return DFQ_OK;
+}
+
+dfq_status dfq_exec_set_quant(struct dfq_exec *ex, int vi, const struct dfq_qparams *q,
+			      struct dfq_error *err)
+{
+	const struct dfq_graph *g = ex->g;
+	dfq_status st = node_value(g, vi, "fake-quantized", err);
+	if (st != DFQ_OK)
+		return st;
+	const struct dfq_value *v = &g->values[vi];
 	if (q && !qparams_usable(q))
 		return dfq_error_set(err, DFQ_ERR_ARG,
 				     "the quantization grid for '%s' is not valid (scale %g, zero "
@@ -202,16 +213,10 @@ dfq_status dfq_exec_set_given(struct dfq_exec *ex, int vi, const struct dfq_tens
 			      struct dfq_error *err)
 {
 	const struct dfq_graph *g = ex->g;
-	if (vi < 0 || vi >= g->nvalues)
-		return dfq_error_set(err, DFQ_ERR_ARG, "no value %d to give", vi);
+	dfq_status st = node_value(g, vi, "given", err);
+	if (st != DFQ_OK)
+		return st;
 	const struct dfq_value *v = &g->values[vi];
-	bool input = false;
-	for (int i = 0; i < g->ninputs; i++)
-		input = input || g->inputs[i] == vi;
-	if (v->init || input)
-		return dfq_error_set(err, DFQ_ERR_ARG,
-				     "only values computed by a node can be given ('%s' is %s)",
-				     v->name, input ? "a graph input" : "a constant");
 	if (t && t->dtype != DFQ_DTYPE_F32)
 		return dfq_error_set(err, DFQ_ERR_ARG, "the value given for '%s' is not float32",
 				     v->name);
