@@ -84,6 +84,11 @@ dfq_status ops_attr_float(const struct dfq_node *n, const char *name, float def,
  * when it has more than max elements. */
 dfq_status ops_attr_ints(const struct dfq_node *n, const char *name, int64_t *out, int max,
 			 int *count, struct dfq_error *err);
+/* A 1-D (or scalar) int64 tensor input (e.g. Reshape's shape, Slice's starts) into
+ * out[0..max); *count its length.  DFQ_ERR_SHAPE for another type or rank,
+ * DFQ_ERR_UNSUPPORTED for more than max values; what names it in the message. */
+dfq_status ops_input_ints(const struct dfq_node *n, const struct dfq_tensor *t, const char *what,
+			  int64_t *out, int max, int *count, struct dfq_error *err);
 /* STRING attribute (borrowed) or def when absent. */
 dfq_status ops_attr_string(const struct dfq_node *n, const char *name, const char *def,
 			   const char **out, struct dfq_error *err);

@@ -41,26 +41,6 @@ static dfq_status copy_same_data(const struct dfq_node *n, const struct dfq_tens
 	return DFQ_OK;
 }
 
-/* A 1-D (or scalar) int64 tensor input into out[0..max); *count its length. */
-static dfq_status read_i64_list(const struct dfq_node *n, const struct dfq_tensor *t,
-				const char *what, int64_t *out, int max, int *count,
-				struct dfq_error *err)
-{
-	if (t->dtype != DFQ_DTYPE_I64 || t->ndim > 1)
-		return dfq_error_set(err, DFQ_ERR_SHAPE,
-				     "%s node '%s': %s must be a 1-D int64 tensor, not %d-D %s",
-				     n->op_type, n->name, what, t->ndim, dfq_dtype_name(t->dtype));
-	if (t->numel > max)
-		return dfq_error_set(err, DFQ_ERR_UNSUPPORTED,
-				     "%s node '%s': %s has %lld values, at most %d are supported",
-				     n->op_type, n->name, what, (long long)t->numel, max);
-	const int64_t *v = dfq_tensor_i64(t);
-	for (int64_t i = 0; i < t->numel; i++)
-		out[i] = v[i];
-	*count = (int)t->numel;
-	return DFQ_OK;
-}
-
 /* Normalise axes for rank into mark[] (true = listed); repeated axes are an error. */
 static dfq_status mark_axes(const struct dfq_node *n, const int64_t *axes, int naxes, int rank,
 			    bool *mark, struct dfq_error *err)
@@ -179,7 +159,7 @@ dfq_status op_reshape_shape(OP_SHAPE_ARGS)
 		}
 		return DFQ_OK;
 	}
-	dfq_status st = read_i64_list(n, in_data[1], "the target shape", tgt, DFQ_MAX_DIMS, &k,
+	dfq_status st = ops_input_ints(n, in_data[1], "the target shape", tgt, DFQ_MAX_DIMS, &k,
 				      err);
 	if (st != DFQ_OK)
 		return st;
@@ -396,7 +376,7 @@ static dfq_status squeeze_axes(const struct dfq_node *n, const struct dfq_shape 
 		return DFQ_OK;
 	}
 	*state = AXES_KNOWN;
-	return read_i64_list(n, in_data[1], "axes", axes, DFQ_MAX_DIMS, naxes, err);
+	return ops_input_ints(n, in_data[1], "axes", axes, DFQ_MAX_DIMS, naxes, err);
 }
 
 static dfq_status squeeze_shape(const struct dfq_node *n, const struct dfq_shape *x,

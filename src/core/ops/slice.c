@@ -9,26 +9,6 @@
 
 /* ---- helpers ------------------------------------------------------------- */
 
-/* A 1-D int64 (or int32) tensor into out[0..max); *count its length. */
-static dfq_status read_index_list(const struct dfq_node *n, const struct dfq_tensor *t,
-                                  const char *what, int64_t *out, int max, int *count,
-                                  struct dfq_error *err)
-{
-	if ((t->dtype != DFQ_DTYPE_I64) || t->ndim > 1)
-		return dfq_error_set(err, DFQ_ERR_SHAPE,
-		                     "%s node '%s': %s must be a 1-D int64 tensor, not %d-D %s",
-		                     n->op_type, n->name, what, t->ndim, dfq_dtype_name(t->dtype));
-	if (t->numel > max)
-		return dfq_error_set(err, DFQ_ERR_UNSUPPORTED,
-		                     "%s node '%s': %s has %lld values, at most %d are supported",
-		                     n->op_type, n->name, what, (long long)t->numel, max);
-	const int64_t *v = dfq_tensor_i64(t);
-	for (int64_t i = 0; i < t->numel; i++)
-		out[i] = v[i];
-	*count = (int)t->numel;
-	return DFQ_OK;
-}
-
 static int64_t prod(const int64_t *dims, int from, int to)
 {
 	int64_t p = 1;
@@ -122,7 +102,7 @@ static dfq_status slice_args(const struct dfq_node *n, const struct dfq_shape *c
 				*counts[i - 1] = -2;
 				continue;
 			}
-			st = read_index_list(n, in_data[i], names[i - 1], lists[i - 1],
+			st = ops_input_ints(n, in_data[i], names[i - 1], lists[i - 1],
 			                     DFQ_MAX_DIMS, counts[i - 1], err);
 		}
 	}

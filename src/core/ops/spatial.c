@@ -292,3 +292,22 @@ dfq_status ops_check_window(const struct dfq_node *n, const struct dfq_op_params
 			                     n->op_type, n->name);
 	return DFQ_OK;
 }
+
+dfq_status ops_input_ints(const struct dfq_node *n, const struct dfq_tensor *t,
+				const char *what, int64_t *out, int max, int *count,
+				struct dfq_error *err)
+{
+	if (t->dtype != DFQ_DTYPE_I64 || t->ndim > 1)
+		return dfq_error_set(err, DFQ_ERR_SHAPE,
+				     "%s node '%s': %s must be a 1-D int64 tensor, not %d-D %s",
+				     n->op_type, n->name, what, t->ndim, dfq_dtype_name(t->dtype));
+	if (t->numel > max)
+		return dfq_error_set(err, DFQ_ERR_UNSUPPORTED,
+				     "%s node '%s': %s has %lld values, at most %d are supported",
+				     n->op_type, n->name, what, (long long)t->numel, max);
+	const int64_t *v = dfq_tensor_i64(t);
+	for (int64_t i = 0; i < t->numel; i++)
+		out[i] = v[i];
+	*count = (int)t->numel;
+	return DFQ_OK;
+}
