@@ -112,6 +112,10 @@ static void detail_draw(struct pane *p, struct tui *t)
 		if ((int)strlen(h1) > pw)
 			snprintf(h1, sizeof h1, "before, |W| <= %.3g", sb);
 		snprintf(h2, sizeof h2, "now, |W| <= %.3g", sn);
+		if ((int)strlen(h1) > pw) { /* narrow: the bounds must not lose digits */
+			snprintf(h1, sizeof h1, "before |W|<=%.3g", sb);
+			snprintf(h2, sizeof h2, "now |W|<=%.3g", sn);
+		}
 		draw_text(w, 1, 1, inner, A_BOLD, true, "ch");
 		draw_text(w, 1, 1 + label, pw, A_BOLD, false, h1);
 		draw_text(w, 1, 1 + label + pw + 2, pw, A_BOLD, false, h2);
